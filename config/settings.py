@@ -1,0 +1,179 @@
+"""Django settings for Sendgate, read from the environment (see .env.example).
+
+With no environment at all Sendgate runs on its embedded defaults: SQLite in WAL mode and Celery on
+kombu's filesystem transport, both under ``var/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")  # optional; a missing file is only logged
+
+VAR_DIR = Path(env.str("SENDGATE_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise environ.ImproperlyConfigured("Set DJANGO_SECRET_KEY (or DJANGO_DEBUG=1 for a demo).")
+    SECRET_KEY = "insecure-demo-key-only-for-DJANGO_DEBUG"  # noqa: S105
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "gateways",
+    "policy",
+    "outbound",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "gateways.context.navigation",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'sendgate.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web process and the workers write concurrently: WAL lets readers go on during a write,
+    # IMMEDIATE takes the write lock up front instead of failing half-way with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "gateways.Account"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("nl", "Nederlands")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+TIME_ZONE = env.str("SENDGATE_TIME_ZONE", default="UTC")
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static"))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Secure by default; a plain-HTTP demo turns these off with DJANGO_DEBUG=1.
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("SENDGATE_LOG_LEVEL", default="INFO")},
+}
+
+# --- Celery --------------------------------------------------------------------------------------
+CELERY_DIR = Path(env.str("SENDGATE_CELERY_DIR", default=str(VAR_DIR / "celery")))
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+# Used by the filesystem:// transport (the embedded default); other transports ignore them.
+(CELERY_DIR / "queue").mkdir(parents=True, exist_ok=True)
+(CELERY_DIR / "processed").mkdir(parents=True, exist_ok=True)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "data_folder_in": str(CELERY_DIR / "queue"),
+    "data_folder_out": str(CELERY_DIR / "queue"),
+    "processed_folder": str(CELERY_DIR / "processed"),
+    "store_processed": False,
+}
+CELERY_TASK_DEFAULT_QUEUE = env.str("SENDGATE_CELERY_QUEUE", default="sendgate")
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+# A task is acknowledged only when it finished, and re-queued if its worker died mid-way
+# (acks_late alone does not redeliver after SIGKILL: celery#1628).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 120
+CELERY_TASK_TIME_LIMIT = 150
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_DIR / "beat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    # The database is the outbox; the sweeper re-queues whatever a lost task left behind.
+    "sweep-outbox": {"task": "outbound.tasks.sweep_outbox", "schedule": 30.0},
+    "resume-policy-propagation": {"task": "policy.tasks.resume_propagation", "schedule": 60.0},
+}
+
+# --- Sendgate ------------------------------------------------------------------------------------
+# Fernet keys for SMTP passwords, newest first: "id:key,id:key". Values encrypted under an older
+# key still decrypt; `manage.py rotate_secrets` re-encrypts them under the first one.
+SENDGATE_SECRETS_KEYS = env.str("SENDGATE_SECRETS_KEYS", default="")
+SENDGATE_SECRETS_KEY_FILE = VAR_DIR / "secrets.key"  # demo key, generated when none is set
+# Extra CA certificates (PEM) trusted for outbound TLS, on top of the system store.
+SENDGATE_EXTRA_CA_FILE = env.str("SENDGATE_EXTRA_CA_FILE", default="")
+# User-supplied SMTP hosts must resolve to public addresses; these networks are allowed anyway
+# (an operator's own relays; loopback for the demo and the tests).
+SENDGATE_SMTP_ALLOWED_NETWORKS = env.list("SENDGATE_SMTP_ALLOWED_NETWORKS", default=[])
+# The whole SMTP session of one attempt (connect to QUIT) must finish within this many seconds.
+SENDGATE_SMTP_DEADLINE = env.float("SENDGATE_SMTP_DEADLINE", default=60.0)
+SENDGATE_SMTP_HELO_NAME = env.str("SENDGATE_SMTP_HELO_NAME", default="sendgate.localhost")
+# Retry schedule for temporary failures, in minutes after the previous attempt; the last value
+# repeats until the message is older than SENDGATE_MAX_QUEUE_DAYS.
+SENDGATE_RETRY_MINUTES = env.list("SENDGATE_RETRY_MINUTES", cast=int, default=[5, 10, 20, 40, 60])
+SENDGATE_MAX_QUEUE_DAYS = env.float("SENDGATE_MAX_QUEUE_DAYS", default=5.0)
+# A claimed message whose worker vanished is retried after this many seconds.
+SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)

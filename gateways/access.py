@@ -1,0 +1,23 @@
+"""One access helper per scoped object: outside the requester's scope is a 404, never a 403."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+
+from .models import Domain, SendAsAlias
+
+
+def get_alias_for_user(request: HttpRequest, pk: int) -> SendAsAlias:
+    return get_object_or_404(
+        SendAsAlias.objects.select_related("smtp_server"), pk=pk, account=request.user
+    )
+
+
+def get_domain_for_admin(request: HttpRequest, pk: int) -> Domain:
+    return get_object_or_404(Domain.objects.for_admin(request.user), pk=pk)
+
+
+def require_domain_admin(request: HttpRequest) -> None:
+    if not request.user.is_domain_admin:
+        raise Http404

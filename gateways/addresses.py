@@ -1,0 +1,32 @@
+"""One strict parser for every address Sendgate checks ownership of or puts into a message."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils.translation import gettext as _
+
+_FORBIDDEN = re.compile(r"[\r\n\x00]")
+
+
+def reject_control_characters(value: str) -> str:
+    """Refuse CR, LF and NUL: they would let a value start a new header or SMTP command."""
+    if _FORBIDDEN.search(value):
+        raise ValidationError(_("Line breaks and NUL characters are not allowed here."))
+    return value
+
+
+def normalize_address(value: str) -> str:
+    """Return ``local@domain`` with the domain lower-cased, or raise ValidationError."""
+    value = reject_control_characters(value.strip())
+    if "<" in value or ">" in value or " " in value or value.count("@") != 1:
+        raise ValidationError(_("Enter a bare e-mail address such as ann@example.com."))
+    validate_email(value)
+    local, domain = value.rsplit("@", 1)
+    return f"{local}@{domain.lower().rstrip('.')}"
+
+
+def domain_of(address: str) -> str:
+    return address.rsplit("@", 1)[1].lower()

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+
+def navigation(request: HttpRequest) -> dict:
+    """Left navigation by area: admin pages for domain admins, personal pages for everyone."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {"nav_sections": []}
+    sections = []
+    if user.is_domain_admin:
+        sections.append((_("Administration"), [(_("Domains and policy"), reverse("domain_list"))]))
+    sections.append(
+        (
+            _("My mail"),
+            [
+                (_("Send mail as"), reverse("alias_list")),
+                (_("Compose"), reverse("compose")),
+                (_("Sent mail"), reverse("sent_list")),
+            ],
+        )
+    )
+    return {"nav_sections": sections}

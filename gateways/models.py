@@ -1,0 +1,242 @@
+"""Domains, organisational units, accounts, send-as aliases and SMTP servers."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext_lazy as _
+
+from .addresses import domain_of, normalize_address, reject_control_characters
+from .secrets import EncryptedTextField
+from .smtp import Security, Target
+
+
+class DomainQuerySet(models.QuerySet):
+    def for_admin(self, account: Account) -> DomainQuerySet:
+        """Domains this account may administer: all for an operator, its own for a domain admin."""
+        if not account.is_authenticated:
+            return self.none()
+        if account.is_superuser:
+            return self.all()
+        return self.filter(admins=account)
+
+
+class Domain(models.Model):
+    name = models.CharField(_("domain name"), max_length=253, unique=True)
+    outbound_gateway = models.OneToOneField(
+        "SmtpServer",
+        verbose_name=_("outbound gateway"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="gateway_of_domain",
+        help_text=_("Smarthost for the domain path. Empty: deliver directly to recipients' MX."),
+    )
+    admins = models.ManyToManyField(
+        "Account", blank=True, related_name="administered_domains", verbose_name=_("admins")
+    )
+
+    objects = DomainQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def root_unit(self) -> OrgUnit:
+        return self.org_units.get(parent__isnull=True)
+
+
+class OrgUnit(models.Model):
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="org_units")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    name = models.CharField(_("name"), max_length=100)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain"], condition=Q(parent__isnull=True), name="one_root_unit_per_domain"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AccountManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> Account:
+        email = normalize_address(email)
+        if "domain" not in extra:
+            extra["domain"] = Domain.objects.get(name=domain_of(email))
+        domain = extra["domain"]
+        if "org_unit" not in extra and domain is not None:
+            extra["org_unit"] = domain.root_unit
+        policy = getattr(domain, "outbound_policy", None)
+        if policy is not None:
+            # Born with the domain's current value, so propagation has nothing to catch up on.
+            extra.setdefault("gateways_allowed", policy.allow_user_gateways)
+            extra.setdefault("policy_version", policy.version)
+        account = self.model(email=email, **extra)
+        account.set_password(password)
+        account.save(using=self._db)
+        return account
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> Account:
+        extra.setdefault("is_superuser", True)
+        extra.setdefault("domain", Domain.objects.filter(name=domain_of(email)).first())
+        return self.create_user(email, password, **extra)
+
+
+class Account(AbstractBaseUser, PermissionsMixin):
+    """A person who sends mail. Domain admin: member of Domain.admins; operator: superuser."""
+
+    email = models.EmailField(_("primary address"), unique=True)
+    display_name = models.CharField(_("display name"), max_length=200, blank=True)
+    domain = models.ForeignKey(Domain, null=True, on_delete=models.PROTECT, related_name="accounts")
+    org_unit = models.ForeignKey(
+        OrgUnit, null=True, on_delete=models.PROTECT, related_name="accounts"
+    )
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+    # The effective "allow per-user outbound gateways" value, written by policy propagation.
+    # Routing reads this at every delivery attempt.
+    gateways_allowed = models.BooleanField(default=False)
+    policy_version = models.PositiveIntegerField(default=0)
+
+    objects = AccountManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_staff(self) -> bool:
+        return self.is_superuser
+
+    @property
+    def is_domain_admin(self) -> bool:
+        return self.is_superuser or self.administered_domains.exists()
+
+    def own_domain_names(self) -> frozenset[str]:
+        """Hosted domains whose addresses need no Sender: header when this account uses them."""
+        return frozenset({self.domain.name}) if self.domain else frozenset()
+
+
+class SmtpServer(models.Model):
+    """An SMTP server Sendgate relays through: a domain's gateway or a user's per-alias gateway."""
+
+    class Security(models.TextChoices):
+        STARTTLS = "starttls", _("STARTTLS (required)")
+        TLS = "tls", _("TLS (implicit, usually port 465)")
+        NONE = "none", _("None (port 25, operator permission only)")
+
+    host = models.CharField(_("host"), max_length=253)
+    port = models.PositiveIntegerField(_("port"), default=587)
+    security = models.CharField(
+        _("security"), max_length=10, choices=Security.choices, default=Security.STARTTLS
+    )
+    username = models.CharField(_("username"), max_length=320, blank=True)
+    password = EncryptedTextField(_("password"), blank=True)
+    last_test_ok = models.BooleanField(default=False)
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    last_test_summary = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def clean(self) -> None:
+        reject_control_characters(self.host)
+        reject_control_characters(self.username)
+
+    def target(self) -> Target:
+        """The dial parameters that delivery and the connection test both use."""
+        return Target(
+            host=self.host,
+            port=self.port,
+            security=Security(self.security),
+            username=self.username,
+            password=self.password or "",
+        )
+
+    def record_test(self, ok: bool, summary: str) -> None:
+        self.last_test_ok = ok
+        self.last_tested_at = timezone.now()
+        self.last_test_summary = summary
+
+
+class SendAsAlias(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending", _("Waiting for confirmation")
+        VERIFIED = "verified", _("Verified")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="aliases")
+    display_name = models.CharField(_("name"), max_length=200, blank=True)
+    address = models.EmailField(_("e-mail address"))
+    reply_to = models.EmailField(_("reply-to address"), blank=True)
+    treat_as_alias = models.BooleanField(_("treat as an alias"), default=True)
+    is_default = models.BooleanField(_("default From address"), default=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    confirmation_digest = models.CharField(max_length=64, blank=True)
+    smtp_server = models.OneToOneField(
+        SmtpServer, null=True, blank=True, on_delete=models.SET_NULL, related_name="alias"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["address"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "address"], name="unique_alias_per_account"),
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(is_default=True), name="one_default_alias"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+    @property
+    def is_verified(self) -> bool:
+        return self.state == self.State.VERIFIED
+
+    def clean(self) -> None:
+        self.address = normalize_address(self.address)
+        reject_control_characters(self.display_name)
+        if self.reply_to:
+            self.reply_to = normalize_address(self.reply_to)
+
+    def new_confirmation_code(self) -> str:
+        """Create a fresh code, keep only its digest, and return it for the confirmation mail."""
+        code = f"{secrets.randbelow(10**6):06d}"
+        self.confirmation_digest = self._digest(code)
+        return code
+
+    def confirm(self, code: str) -> bool:
+        if not self.confirmation_digest:
+            return False
+        if not hmac.compare_digest(self.confirmation_digest, self._digest(code.strip())):
+            return False
+        self.mark_verified()
+        return True
+
+    def mark_verified(self) -> None:
+        self.state = self.State.VERIFIED
+        self.confirmation_digest = ""
+
+    def _digest(self, code: str) -> str:
+        # Keyed with SECRET_KEY: a database dump alone does not reveal the six digits.
+        return salted_hmac("alias-confirmation", f"{self.address}:{code}").hexdigest()

@@ -1,0 +1,243 @@
+"""The one SMTP client path: delivery and the connection test both go through ``run_session``.
+
+It owns the SSRF-safe connect, the TLS modes, the overall deadline, and the mapping of every failure
+to one human sentence plus a temporary/permanent verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ssl
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import aiosmtplib
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+from .netguard import UnsafeAddress, connect_checked, parse_networks
+
+
+class Security(StrEnum):
+    STARTTLS = "starttls"  # STARTTLS required, certificate verified
+    TLS = "tls"  # implicit TLS, certificate verified
+    NONE = "none"  # plaintext; AUTH is refused
+    OPPORTUNISTIC = "opportunistic"  # direct MX: STARTTLS when offered, unverified (RFC 7435)
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    security: Security
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass
+class Outcome:
+    """What happened: ``ok`` and the reply, or ``error`` with whether a retry could help."""
+
+    ok: bool
+    reply: str = ""
+    error: str = ""
+    permanent: bool = False
+    auth_failed: bool = False
+    refused: dict[str, str] = field(default_factory=dict)  # recipient -> reply
+    transcript: list[str] = field(default_factory=list)
+
+
+class _Failure(Exception):
+    def __init__(self, error: str, *, permanent: bool = False, auth_failed: bool = False) -> None:
+        super().__init__(error)
+        self.error = error
+        self.permanent = permanent
+        self.auth_failed = auth_failed
+
+
+@functools.lru_cache(maxsize=8)
+def _verifying_context(extra_ca_file: str) -> ssl.SSLContext:
+    # One context per process: building one costs ~40-60 ms of CPU (TRAPS.md).
+    context = ssl.create_default_context()  # honours SSL_CERT_FILE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if extra_ca_file:
+        context.load_verify_locations(cafile=extra_ca_file)
+    return context
+
+
+@functools.lru_cache(maxsize=1)
+def _opportunistic_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def tls_context(security: Security) -> ssl.SSLContext:
+    if security is Security.OPPORTUNISTIC:
+        return _opportunistic_context()
+    return _verifying_context(settings.SENDGATE_EXTRA_CA_FILE)
+
+
+def _reply(response: aiosmtplib.SMTPResponse) -> str:
+    return f"{response.code} {response.message}".strip()
+
+
+async def _converse(
+    target: Target,
+    transcript: list[str],
+    mail_from: str,
+    recipients: list[str],
+    data: bytes | None,
+) -> Outcome:
+    allowed = parse_networks(settings.SENDGATE_SMTP_ALLOWED_NETWORKS)
+    sock = await connect_checked(target.host, target.port, allowed)
+    transcript.append(f"* connected to {target.label}")
+    verify = target.security in (Security.STARTTLS, Security.TLS)
+    client = aiosmtplib.SMTP(
+        hostname=target.host,
+        sock=sock,
+        use_tls=target.security is Security.TLS,
+        start_tls=False,  # never opportunistic by accident: STARTTLS is decided below
+        validate_certs=verify,
+        tls_context=tls_context(target.security),
+        local_hostname=settings.SENDGATE_SMTP_HELO_NAME,
+        timeout=settings.SENDGATE_SMTP_DEADLINE,
+    )
+    try:
+        greeting = await client.connect()
+        transcript.append(f"S: {_reply(greeting)}")
+        transcript.append(f"C: EHLO {settings.SENDGATE_SMTP_HELO_NAME}")
+        transcript.append(f"S: {_reply(await client.ehlo())}")
+        if target.security is Security.STARTTLS or (
+            target.security is Security.OPPORTUNISTIC and client.supports_extension("starttls")
+        ):
+            if not client.supports_extension("starttls"):
+                raise _Failure(_("The server does not offer STARTTLS, which this server requires."))
+            transcript.append("C: STARTTLS")
+            transcript.append(f"S: {_reply(await client.starttls())}")
+            transcript.append(f"S: {_reply(await client.ehlo())}")
+        if target.username:
+            if client.get_transport_info("sslcontext") is None:
+                raise _Failure(
+                    _("Refusing to send the password over a connection without TLS."),
+                    permanent=True,
+                )
+            transcript.append("C: AUTH (credentials hidden)")
+            transcript.append(f"S: {_reply(await client.login(target.username, target.password))}")
+        transcript.append(f"C: MAIL FROM:<{mail_from}>")
+        transcript.append(f"S: {_reply(await client.mail(mail_from))}")
+        if data is None:  # connection test: the sender was accepted, stop here
+            transcript.append("C: RSET")
+            await client.rset()
+            return Outcome(ok=True, reply=_("The server accepted the connection and the sender."))
+        refused: dict[str, str] = {}
+        for rcpt in recipients:
+            transcript.append(f"C: RCPT TO:<{rcpt}>")
+            try:
+                response = await client.rcpt(rcpt)
+                transcript.append(f"S: {_reply(response)}")
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused[rcpt] = f"{exc.code} {exc.message}"
+                transcript.append(f"S: {refused[rcpt]}")
+        if len(refused) == len(recipients):
+            permanent = all(reply.startswith("5") for reply in refused.values())
+            raise _Failure(
+                _("The server refused every recipient: %(replies)s")
+                % {"replies": "; ".join(f"{r}: {c}" for r, c in refused.items())},
+                permanent=permanent,
+            )
+        transcript.append("C: DATA")
+        response = await client.data(data)
+        transcript.append(f"S: {_reply(response)}")
+        return Outcome(ok=True, reply=_reply(response), refused=refused)
+    finally:
+        try:
+            await asyncio.wait_for(client.quit(), timeout=2)
+        except Exception:  # noqa: BLE001, S110 - the outcome is already decided
+            client.close()
+
+
+async def run_session(
+    target: Target,
+    mail_from: str,
+    recipients: list[str] | None = None,
+    data: bytes | None = None,
+    deadline: float | None = None,
+) -> Outcome:
+    """Connect, secure, authenticate and send ``data`` (or only probe MAIL FROM when None)."""
+    transcript: list[str] = []
+    deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
+    try:
+        async with asyncio.timeout(deadline):
+            outcome = await _converse(target, transcript, mail_from, recipients or [], data)
+    except _Failure as exc:
+        outcome = Outcome(
+            ok=False, error=exc.error, permanent=exc.permanent, auth_failed=exc.auth_failed
+        )
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence below
+        outcome = _describe(exc, target, deadline)
+    outcome.transcript = transcript
+    return outcome
+
+
+def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
+    """Map a failure to the sentence a user reads and whether retrying could help."""
+    label = target.label
+    if isinstance(exc, UnsafeAddress):
+        return Outcome(ok=False, error=_("Not allowed: %(reason)s.") % {"reason": exc})
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Outcome(
+            ok=False,
+            error=_("The TLS certificate of %(host)s is not valid: %(reason)s.")
+            % {"host": target.host, "reason": exc.verify_message or exc.reason},
+        )
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return Outcome(
+            ok=False,
+            error=_("The server rejected the username or password (%(code)s %(text)s).")
+            % {"code": exc.code, "text": exc.message},
+            auth_failed=True,
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return Outcome(
+            ok=False,
+            error=_("The server answered %(code)s %(text)s.")
+            % {"code": exc.code, "text": exc.message},
+            permanent=500 <= exc.code < 600,
+        )
+    if isinstance(exc, TimeoutError):
+        return Outcome(
+            ok=False,
+            error=_("%(server)s did not finish within %(seconds)s seconds.")
+            % {"server": label, "seconds": f"{deadline:g}"},
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return Outcome(ok=False, error=_("%(server)s refused the connection.") % {"server": label})
+    if isinstance(exc, OSError) and exc.__class__.__name__ == "gaierror":
+        return Outcome(
+            ok=False,
+            error=_("The host name %(host)s could not be resolved.") % {"host": target.host},
+        )
+    if isinstance(exc, ssl.SSLError):
+        return Outcome(
+            ok=False,
+            error=_("TLS with %(server)s failed: %(reason)s.")
+            % {"server": label, "reason": exc.reason or exc},
+        )
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
+        return Outcome(ok=False, error=_("%(server)s closed the connection.") % {"server": label})
+    if isinstance(exc, aiosmtplib.SMTPException):
+        return Outcome(
+            ok=False,
+            error=_("SMTP error with %(server)s: %(reason)s.") % {"server": label, "reason": exc},
+        )
+    return Outcome(
+        ok=False,
+        error=_("Could not reach %(server)s: %(reason)s.") % {"server": label, "reason": exc},
+    )

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from gateways.addresses import normalize_address, reject_control_characters
+
+
+class ComposeForm(forms.Form):
+    from_address = forms.ChoiceField(label=_("From"))
+    to = forms.CharField(label=_("To"), help_text=_("Separate several addresses with commas."))
+    subject = forms.CharField(label=_("Subject"), max_length=998, required=False)
+    body = forms.CharField(label=_("Message"), widget=forms.Textarea, required=False)
+
+    def __init__(self, *args, addresses: list[tuple[str, str]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["from_address"].choices = [
+            (address, f"{name} <{address}>" if name else address) for address, name in addresses
+        ]
+
+    def clean_to(self) -> list[str]:
+        return [normalize_address(a) for a in self.cleaned_data["to"].split(",") if a.strip()]
+
+    def clean_subject(self) -> str:
+        return reject_control_characters(self.cleaned_data["subject"])

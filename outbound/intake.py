@@ -1,0 +1,78 @@
+"""Accepting a message: validate, build it, commit it to the outbox, then wake a worker."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, make_msgid
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from gateways.addresses import domain_of, normalize_address, reject_control_characters
+from gateways.models import Account, SendAsAlias
+
+from .models import Message
+
+
+def sendable_addresses(account: Account) -> list[tuple[str, str]]:
+    """(address, display name) pairs this account may use as From: primary first, then aliases."""
+    pairs = [(account.email, account.display_name)]
+    for alias in account.aliases.filter(state=SendAsAlias.State.VERIFIED).order_by("-is_default"):
+        pairs.append((alias.address, alias.display_name))
+    return pairs
+
+
+def accept_message(
+    account: Account, from_address: str, recipients: list[str], subject: str, body: str
+) -> Message:
+    """Build and queue a message; on bad input raise ValidationError and store nothing."""
+    from_address = normalize_address(from_address)
+    names = dict(sendable_addresses(account))
+    if from_address not in names:
+        raise ValidationError(
+            {"from_address": _("You may not send as %(address)s.") % {"address": from_address}}
+        )
+    if not recipients:
+        raise ValidationError({"to": _("Enter at least one recipient.")})
+    recipients = [normalize_address(r) for r in recipients]
+    reject_control_characters(subject)
+    alias = account.aliases.filter(address=from_address).first()
+
+    email = EmailMessage(policy=SMTP)
+    email["From"] = formataddr((names[from_address], from_address))
+    email["To"] = ", ".join(recipients)
+    email["Subject"] = subject
+    email["Date"] = format_datetime(timezone.now())
+    email["Message-ID"] = make_msgid(domain=domain_of(from_address))
+    if alias is not None and alias.reply_to:
+        email["Reply-To"] = alias.reply_to
+    email.set_content(body)
+    return queue(account, from_address, recipients, subject, email["Message-ID"], email.as_bytes())
+
+
+def queue(
+    account: Account,
+    from_address: str,
+    recipients: list[str],
+    subject: str,
+    message_id: str,
+    raw: bytes,
+) -> Message:
+    """Commit the message, then wake a worker; the sweeper finds it if that wake-up is lost."""
+    from .tasks import deliver_message
+
+    with transaction.atomic():
+        message = Message.objects.create(
+            account=account,
+            from_address=from_address,
+            recipients=recipients,
+            pending_recipients=list(recipients),
+            subject=subject[:998],
+            message_id=message_id,
+            raw=raw,
+        )
+        transaction.on_commit(lambda: deliver_message.delay(message.pk))
+    return message

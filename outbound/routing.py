@@ -1,0 +1,81 @@
+"""Which way a message leaves: one pure function, no I/O, decided again at every attempt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class RouteKind(models.TextChoices):
+    USER_GATEWAY = "user_gateway", _("Per-user gateway")
+    DOMAIN_GATEWAY = "domain_gateway", _("Domain gateway")
+    DIRECT_MX = "direct_mx", _("Direct to recipient MX")
+
+
+class Rule(models.TextChoices):
+    """Why a route was chosen; stored on every attempt so the choice can be explained later."""
+
+    ALIAS_GATEWAY_ALLOWED = "alias_gateway_allowed", _("Alias has a gateway and policy allows it")
+    POLICY_DENIES = "policy_denies", _("Alias has a gateway but policy does not allow it")
+    GATEWAY_NOT_READY = "gateway_not_ready", _("Alias gateway has not passed its connection test")
+    NO_ALIAS_GATEWAY = "no_alias_gateway", _("No per-user gateway for this From address")
+
+
+@dataclass(frozen=True)
+class AliasFacts:
+    address: str
+    verified: bool
+    server_id: int | None
+    server_ready: bool  # passed its connection test
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: RouteKind
+    rule: Rule
+    envelope_from: str
+    sender_header: str | None  # value for a Sender: header, None for no header
+    server_id: int | None  # SmtpServer to relay through; None for direct MX
+    policy_version: int
+
+
+def choose_route(
+    *,
+    primary_address: str,
+    own_domains: frozenset[str],
+    from_address: str,
+    alias: AliasFacts | None,
+    gateways_allowed: bool,
+    policy_version: int,
+    domain_gateway_id: int | None,
+) -> Route:
+    """Return the route for one delivery attempt of a message sent as ``from_address``."""
+    if alias is not None and alias.verified and alias.server_id is not None:
+        if not gateways_allowed:
+            rule = Rule.POLICY_DENIES
+        elif not alias.server_ready:
+            rule = Rule.GATEWAY_NOT_READY
+        else:
+            return Route(
+                kind=RouteKind.USER_GATEWAY,
+                rule=Rule.ALIAS_GATEWAY_ALLOWED,
+                envelope_from=alias.address,
+                sender_header=None,
+                server_id=alias.server_id,
+                policy_version=policy_version,
+            )
+    else:
+        rule = Rule.NO_ALIAS_GATEWAY
+
+    from_domain = from_address.rsplit("@", 1)[-1].lower()
+    foreign = from_address.lower() != primary_address.lower() and from_domain not in own_domains
+    return Route(
+        kind=RouteKind.DOMAIN_GATEWAY if domain_gateway_id else RouteKind.DIRECT_MX,
+        rule=rule,
+        envelope_from=primary_address,
+        sender_header=primary_address if foreign else None,
+        server_id=domain_gateway_id,
+        policy_version=policy_version,
+    )

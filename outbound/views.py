@@ -1,0 +1,52 @@
+"""Compose and the sender's own outbox."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+
+from .forms import ComposeForm
+from .intake import accept_message, sendable_addresses
+from .models import Message
+
+
+def get_message_for_user(request: HttpRequest, pk: int) -> Message:
+    return get_object_or_404(Message.objects.for_sender(request.user), pk=pk)
+
+
+@login_required
+def compose(request: HttpRequest) -> HttpResponse:
+    form = ComposeForm(request.POST or None, addresses=sendable_addresses(request.user))
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            message = accept_message(
+                request.user, data["from_address"], data["to"], data["subject"], data["body"]
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            messages.success(request, _("Your message is queued for delivery."))
+            return redirect("sent_detail", pk=message.pk)
+    return render(request, "outbound/compose.html", {"form": form})
+
+
+@login_required
+def sent_list(request: HttpRequest) -> HttpResponse:
+    sent = Message.objects.for_sender(request.user).only(
+        "pk", "subject", "from_address", "recipients", "state", "last_route", "created_at"
+    )[:200]
+    return render(request, "outbound/sent_list.html", {"sent": sent})
+
+
+@login_required
+def sent_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_message_for_user(request, pk)
+    template = (
+        "outbound/partials/message_status.html" if request.htmx else "outbound/sent_detail.html"
+    )
+    return render(request, template, {"message": message, "attempts": message.attempts.all()})

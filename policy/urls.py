@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("domains/", views.domain_list, name="domain_list"),
+    path("domains/<int:pk>/policy/", views.domain_policy, name="domain_policy"),
+    path(
+        "domains/<int:pk>/policy/progress/", views.propagation_progress, name="propagation_progress"
+    ),
+]

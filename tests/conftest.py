@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+from django.conf import settings as django_settings
+from django.db import connection
+
+from gateways.models import Account, Domain, OrgUnit, SmtpServer
+from gateways.sink import RecordingHandler, start_sink
+from policy.models import OutboundPolicy
+
+from .services import missing
+
+PASSWORD = "correct horse battery"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- certificates and SMTP peers ----------------------------------------------------------------
+
+
+@dataclass
+class Pki:
+    ca: trustme.CA
+    ca_file: str
+    server_context: object  # ssl.SSLContext for "localhost"
+
+
+def _pki(name: str) -> Pki:
+    ca = trustme.CA()
+    ca_file = Path(django_settings.VAR_DIR) / f"{name}-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1", "::1").configure_cert(context)
+    return Pki(ca=ca, ca_file=str(ca_file), server_context=context)
+
+
+@pytest.fixture(scope="session")
+def pki() -> Pki:
+    """The CA that Sendgate is told to trust, and a server certificate it issued."""
+    return _pki("trusted")
+
+
+@pytest.fixture(scope="session")
+def untrusted_pki() -> Pki:
+    """A CA Sendgate knows nothing about: its certificates must not verify."""
+    return _pki("untrusted")
+
+
+@pytest.fixture
+def trust_test_ca(settings, pki: Pki) -> Pki:
+    settings.SENDGATE_EXTRA_CA_FILE = pki.ca_file
+    settings.SENDGATE_SMTP_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+    return pki
+
+
+@dataclass
+class Peer:
+    host: str
+    port: int
+    login: str
+    password: str
+    handler: RecordingHandler
+
+    @property
+    def messages(self):
+        return self.handler.messages
+
+
+@pytest.fixture
+def smtp_peer(pki: Pki) -> Iterator:
+    """Start SMTP servers on loopback that require TLS and AUTH, and record what they receive."""
+    controllers = []
+
+    def start(
+        login: str = "user@peer.test",
+        password: str = "peer-password",
+        *,
+        implicit_tls: bool = False,
+        offer_starttls: bool = True,
+        tls=None,
+    ) -> Peer:
+        port = free_port()
+        controller, handler = start_sink(
+            host="127.0.0.1",
+            port=port,
+            tls_context=tls or pki.server_context,
+            users={login: password},
+            implicit_tls=implicit_tls,
+            offer_starttls=offer_starttls,
+        )
+        controllers.append(controller)
+        return Peer("localhost", port, login, password, handler)
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+# --- people -------------------------------------------------------------------------------------
+
+
+@dataclass
+class People:
+    domain: Domain
+    admin: Account
+    user: Account
+    outsider: Account
+
+
+def make_domain(name: str) -> Domain:
+    domain = Domain.objects.create(name=name)
+    OrgUnit.objects.create(domain=domain, name=name)
+    OutboundPolicy.objects.create(domain=domain)
+    return domain
+
+
+@pytest.fixture
+def people(db) -> People:
+    """A domain admin, a user in that domain, and a user of another domain, everywhere."""
+    domain = make_domain("example.com")
+    make_domain("other.example")
+    admin = Account.objects.create_user("admin@example.com", PASSWORD, display_name="Dana Admin")
+    domain.admins.add(admin)
+    user = Account.objects.create_user("ann@example.com", PASSWORD, display_name="Ann Example")
+    outsider = Account.objects.create_user("zoe@other.example", PASSWORD)
+    return People(domain=domain, admin=admin, user=user, outsider=outsider)
+
+
+def server_for(peer: Peer, security: str = SmtpServer.Security.STARTTLS) -> SmtpServer:
+    return SmtpServer.objects.create(
+        host=peer.host,
+        port=peer.port,
+        security=security,
+        username=peer.login,
+        password=peer.password,
+        last_test_ok=True,
+    )
+
+
+# --- a real Celery worker -----------------------------------------------------------------------
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    if s["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{s['NAME']}"
+    return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def celery_worker(transactional_db, settings, tmp_path) -> Iterator[subprocess.Popen]:
+    """Start `celery worker` as its own process on the configured broker and test database."""
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.CELERY_BROKER_URL).ping()
+        except redis.exceptions.ConnectionError:
+            missing(f"Redis at {settings.CELERY_BROKER_URL} is not reachable")
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=_database_url(),
+        SENDGATE_EXTRA_CA_FILE=settings.SENDGATE_EXTRA_CA_FILE,
+        SENDGATE_SMTP_ALLOWED_NETWORKS=",".join(settings.SENDGATE_SMTP_ALLOWED_NETWORKS),
+    )
+    log = tmp_path / "worker.log"
+    with open(log, "w") as out:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                settings.CELERY_TASK_DEFAULT_QUEUE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while "ready." not in log.read_text():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    worker.log = log
+    yield worker
+    worker.terminate()
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
