@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -104,6 +105,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = env.str("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+Path(STATIC_ROOT).mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every start otherwise
 
 # Secure by default; a plain-HTTP demo turns these off with DJANGO_DEBUG=1.
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
@@ -132,7 +134,9 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 # Used by the filesystem:// transport (the embedded default); other transports ignore them.
 (CELERY_DIR / "queue").mkdir(parents=True, exist_ok=True)
 (CELERY_DIR / "processed").mkdir(parents=True, exist_ok=True)
+(CELERY_DIR / "control").mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "control_folder": str(CELERY_DIR / "control"),  # default: "control/" in the working directory
     "data_folder_in": str(CELERY_DIR / "queue"),
     "data_folder_out": str(CELERY_DIR / "queue"),
     "processed_folder": str(CELERY_DIR / "processed"),

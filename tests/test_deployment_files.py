@@ -1,0 +1,71 @@
+"""Static checks of docker-compose.yml and .env.example; no database, no Django needed."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+APP_SERVICES = ["web", "worker", "beat"]
+
+
+def compose_services() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+
+
+def documented_names() -> set[str]:
+    """Names given a value in .env.example, commented out or not: `# NAME=example`."""
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", text, re.MULTILINE))
+
+
+def names_in_compose() -> set[str]:
+    """Keys of every `environment:` plus every `${NAME}` / `$NAME` substituted by compose."""
+    names = set(re.findall(r"(?<!\$)\$\{?([A-Z_][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
+    for service in compose_services().values():
+        environment = service.get("environment") or {}
+        if isinstance(environment, list):  # the `- NAME=value` form
+            environment = dict(item.partition("=")[::2] for item in environment)
+        names.update(environment)
+    return names
+
+
+def names_read_by_settings() -> set[str]:
+    source = (ROOT / "config" / "settings.py").read_text()
+    return set(re.findall(r"\benv(?:\.\w+)?\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", source))
+
+
+def test_compose_defines_web_worker_beat_redis_and_postgres():
+    assert {"web", "worker", "beat", "redis", "postgres"} <= compose_services().keys()
+
+
+@pytest.mark.parametrize("name", ["postgres", "redis", "web"])
+def test_service_reports_its_health(name):
+    assert compose_services()[name]["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_service_starts_only_once_postgres_and_redis_are_healthy(name):
+    depends_on = compose_services()[name]["depends_on"]
+    for dependency in ("postgres", "redis"):
+        assert depends_on[dependency]["condition"] == "service_healthy"
+
+
+def test_submission_placeholder_does_not_start_by_default():
+    assert compose_services()["submission"]["profiles"] == ["submission"]
+
+
+def test_every_setting_read_from_the_environment_is_documented_in_env_example():
+    read = names_read_by_settings()
+    assert {"DJANGO_SECRET_KEY", "DATABASE_URL", "SENDGATE_SECRETS_KEYS"} <= read  # regex works
+    assert read - documented_names() == set()  # the names left over are undocumented
+
+
+def test_every_variable_docker_compose_uses_is_documented_in_env_example():
+    used = names_in_compose()
+    assert {"DATABASE_URL", "CELERY_BROKER_URL"} <= used  # the parsing works
+    assert used - documented_names() == set()  # the names left over are undocumented
