@@ -1,0 +1,206 @@
+"""The demo story in a real browser: Chromium through Playwright against the live server.
+
+The admin switches per-user gateways on, Ann adds an alias with its own SMTP server (the
+connection test and the confirmation mail go over real sockets), sends through it, then the admin
+switches it off again and the same alias's mail goes through the domain gateway. Delivery and the
+policy propagation run in a real Celery worker process.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from .conftest import PASSWORD, ROOT, server_for, wait_for
+from .services import missing
+
+try:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SLOW = 30_000  # ms: generous for a slow 2-core machine; never an assertion about speed
+README_SCREENSHOT = ROOT / "docs" / "console-send-as.png"
+
+
+@pytest.fixture
+def chromium_page():
+    """A fresh Chromium page; skipped (or failed under SENDGATE_REQUIRE_SERVICES=1) without one."""
+    if sync_playwright is None:
+        missing("the playwright Python package is not importable")
+    if not CHROMIUM.exists():
+        missing(f"Chromium is not installed at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+        except PlaywrightError as exc:
+            missing(f"Chromium at {CHROMIUM} does not start: {exc}")
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(SLOW)
+        context.set_default_navigation_timeout(SLOW)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+# --- steps of the story --------------------------------------------------------------------------
+
+
+def log_in(page, base: str, email: str) -> None:
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", email)
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("header .whoami")).to_contain_text(email)
+
+
+def log_out(page) -> None:
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator("#id_username")).to_be_visible()
+
+
+def expect_htmx_loaded(page) -> None:
+    """The live status lines poll through htmx: its script must have been served and run."""
+    page.wait_for_function("() => typeof window.htmx === 'object'")
+
+
+def set_gateway_policy(page, base: str, admin_email: str, on: bool) -> None:
+    """As the domain admin: open example.com's policy page, save On/Off, wait until applied."""
+    log_in(page, base, admin_email)
+    page.goto(f"{base}/domains/")
+    page.get_by_role("link", name="example.com").click()
+    expect(page.get_by_role("heading", name="Outbound policy of example.com")).to_be_visible()
+    page.check(f'input[name="allow_user_gateways"][value="{"1" if on else "0"}"]')
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash")).to_contain_text("Saved.")
+    expect_htmx_loaded(page)
+    # The progress line polls with htmx until the worker has propagated the change.
+    expect(page.locator("#progress")).to_contain_text("Applied to all", timeout=SLOW)
+    log_out(page)
+
+
+def send_from_alias(page, base: str, subject: str, worker) -> str:
+    """As Ann: compose from the alias, send, and wait on the detail page until it was sent."""
+    page.goto(f"{base}/compose/")
+    page.select_option("#id_from_address", "ann@partner.org")
+    page.fill("#id_to", "bob@elsewhere.test")
+    page.fill("#id_subject", subject)
+    page.fill("#id_body", f"{subject}: sent from the browser test.")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/sent/\d+/$"))
+    expect(page.locator(".flash")).to_contain_text("queued for delivery")
+    expect_htmx_loaded(page)
+    state = page.locator("[data-state]")
+    try:
+        # The status section re-fetches itself every second while queued or sending.
+        expect(state).to_have_attribute("data-state", "sent", timeout=SLOW)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- worker log ---\n{worker.log.read_text()}") from None
+    return page.locator("[data-route]").get_attribute("data-route")
+
+
+def messages_to(peer, address: str) -> list:
+    return [m for m in peer.messages if address in m.rcpt_tos]
+
+
+def body_of(received) -> str:
+    return received.message.get_body(preferencelist=("plain",)).get_content()
+
+
+# --- the story -----------------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.worker
+def test_admin_allows_gateways_and_user_alias_mail_goes_through_partner_server_in_browser(
+    chromium_page, live_server, people, smtp_peer, trust_test_ca, celery_worker, tmp_path
+):
+    page = chromium_page
+    base = live_server.url
+    gateway = smtp_peer("relay@example.com", "relay-secret")
+    partner = smtp_peer("ann@partner.org", "partner-secret")
+    people.domain.outbound_gateway = server_for(gateway)
+    people.domain.save()
+    admin, ann = people.admin.email, people.user.email
+
+    # 1. The admin switches per-user gateways on for example.com.
+    set_gateway_policy(page, base, admin, on=True)
+
+    # 2. Ann adds ann@partner.org with its own server; Sendgate tests the connection for real.
+    log_in(page, base, ann)
+    page.goto(f"{base}/settings/send-as/")
+    page.fill("#id_display_name", "Ann Partner")
+    page.fill("#id_address", "ann@partner.org")
+    page.fill("#id_smtp_host", partner.host)
+    page.fill("#id_smtp_port", str(partner.port))
+    page.select_option("#id_smtp_security", "starttls")
+    page.fill("#id_smtp_username", partner.login)
+    page.fill("#id_smtp_password", partner.password)
+    page.get_by_role("button", name="Add address").click()
+    page.wait_for_url(re.compile(r"/settings/send-as/\d+/confirm/$"))
+    expect(page.get_by_role("heading", name="Confirm ann@partner.org")).to_be_visible()
+
+    # The code is mailed from Ann's primary address, so through the domain gateway.
+    [confirmation] = wait_for(
+        lambda: messages_to(gateway, "ann@partner.org"), what="the confirmation mail"
+    )
+    assert confirmation.mail_from == ann
+    code = re.search(r"\b(\d{6})\b", body_of(confirmation)).group(1)
+    assert partner.messages == []  # the connection test sent no message
+    page.fill("#id_code", code)
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator(".flash")).to_contain_text("ann@partner.org is confirmed.")
+    expect(page.get_by_role("cell", name="Verified")).to_be_visible()
+
+    # 3. Mail from the alias leaves through the partner's own server, without "on behalf of".
+    route = send_from_alias(page, base, "Through my own server", celery_worker)
+    page.screenshot(path=str(tmp_path / "sent-user-gateway.png"), full_page=True)
+    assert route == "user_gateway"
+    [got] = partner.messages
+    assert got.mail_from == "ann@partner.org"
+    assert got.rcpt_tos == ["bob@elsewhere.test"]
+    assert got.login == "ann@partner.org"
+    assert got.tls
+    assert got.message["Sender"] is None
+    assert got.message["Subject"] == "Through my own server"
+    assert messages_to(gateway, "bob@elsewhere.test") == []
+    log_out(page)
+
+    # 4. The admin switches it off again.
+    set_gateway_policy(page, base, admin, on=False)
+
+    # 5. The same alias's mail now goes through the domain gateway with a Sender header.
+    log_in(page, base, ann)
+    page.goto(f"{base}/settings/send-as/")
+    alias_row = page.get_by_role("row").filter(has_text="ann@partner.org")
+    expect(alias_row).to_contain_text("disabled by your administrator")
+    route = send_from_alias(page, base, "Through the domain gateway", celery_worker)
+    page.screenshot(path=str(tmp_path / "sent-domain-gateway.png"), full_page=True)
+    assert route == "domain_gateway"
+    [relayed] = messages_to(gateway, "bob@elsewhere.test")
+    assert relayed.mail_from == ann
+    assert relayed.login == "relay@example.com" and relayed.tls
+    assert relayed.message["Sender"] == ann
+    assert "ann@partner.org" in relayed.message["From"]
+    assert len(partner.messages) == 1
+
+    # A picture of the send-as page for the README.
+    page.goto(f"{base}/settings/send-as/")
+    expect(alias_row).to_contain_text("disabled by your administrator")
+    README_SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(README_SCREENSHOT), full_page=True)
