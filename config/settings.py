@@ -179,5 +179,10 @@ SENDGATE_SMTP_HELO_NAME = env.str("SENDGATE_SMTP_HELO_NAME", default="sendgate.l
 # repeats until the message is older than SENDGATE_MAX_QUEUE_DAYS.
 SENDGATE_RETRY_MINUTES = env.list("SENDGATE_RETRY_MINUTES", cast=int, default=[5, 10, 20, 40, 60])
 SENDGATE_MAX_QUEUE_DAYS = env.float("SENDGATE_MAX_QUEUE_DAYS", default=5.0)
+# Tell the sender once when a message is still undelivered after this many hours (0: never).
+SENDGATE_DELAY_WARNING_HOURS = env.float("SENDGATE_DELAY_WARNING_HOURS", default=0.0)
+# Port for direct delivery to recipients' MX hosts. Always 25 on the internet; lab networks and
+# the tests point it elsewhere.
+SENDGATE_DIRECT_MX_PORT = env.int("SENDGATE_DIRECT_MX_PORT", default=25)
 # A claimed message whose worker vanished is retried after this many seconds.
 SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)

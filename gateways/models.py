@@ -155,9 +155,25 @@ class SmtpServer(models.Model):
     last_test_ok = models.BooleanField(default=False)
     last_tested_at = models.DateTimeField(null=True, blank=True)
     last_test_summary = models.TextField(blank=True)
+    # Set when the server refused our credentials during delivery: mail for it waits until the
+    # owner fixes the password, instead of going out another way.
+    paused_at = models.DateTimeField(null=True, blank=True)
+    pause_reason = models.TextField(blank=True)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
+
+    def pause(self, reason: str) -> None:
+        self.paused_at = timezone.now()
+        self.pause_reason = reason
+
+    def resume(self) -> None:
+        self.paused_at = None
+        self.pause_reason = ""
 
     def clean(self) -> None:
         reject_control_characters(self.host)

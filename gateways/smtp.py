@@ -197,7 +197,7 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
             error=_("The TLS certificate of %(host)s is not valid: %(reason)s.")
             % {"host": target.host, "reason": exc.verify_message or exc.reason},
         )
-    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and 500 <= exc.code < 600:
         return Outcome(
             ok=False,
             error=_("The server rejected the username or password (%(code)s %(text)s).")

@@ -60,6 +60,7 @@ def queue(
     subject: str,
     message_id: str,
     raw: bytes,
+    kind: str = Message.Kind.MAIL,
 ) -> Message:
     """Commit the message, then wake a worker; the sweeper finds it if that wake-up is lost."""
     from .tasks import deliver_message
@@ -67,6 +68,7 @@ def queue(
     with transaction.atomic():
         message = Message.objects.create(
             account=account,
+            kind=kind,
             from_address=from_address,
             recipients=recipients,
             pending_recipients=list(recipients),

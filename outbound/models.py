@@ -18,6 +18,10 @@ class MessageQuerySet(models.QuerySet):
 
 
 class Message(models.Model):
+    class Kind(models.TextChoices):
+        MAIL = "mail", _("Mail")
+        REPORT = "report", _("Delivery report")  # a DSN or notice Sendgate sends the sender
+
     class State(models.TextChoices):
         QUEUED = "queued", _("Queued")
         SENDING = "sending", _("Sending")
@@ -28,6 +32,7 @@ class Message(models.Model):
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages"
     )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MAIL)
     from_address = models.EmailField()
     recipients = models.JSONField()  # envelope recipients, a list of addresses
     # Recipients still to deliver; a 2xx or a 5xx takes a recipient off this list.
@@ -45,6 +50,7 @@ class Message(models.Model):
     last_route = models.CharField(max_length=20, choices=RouteKind.choices, blank=True)
     last_reply = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    delay_warned_at = models.DateTimeField(null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()
 

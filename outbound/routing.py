@@ -20,6 +20,7 @@ class Rule(models.TextChoices):
     ALIAS_GATEWAY_ALLOWED = "alias_gateway_allowed", _("Alias has a gateway and policy allows it")
     POLICY_DENIES = "policy_denies", _("Alias has a gateway but policy does not allow it")
     GATEWAY_NOT_READY = "gateway_not_ready", _("Alias gateway has not passed its connection test")
+    GATEWAY_PAUSED = "gateway_paused", _("Alias gateway is paused after refusing its credentials")
     NO_ALIAS_GATEWAY = "no_alias_gateway", _("No per-user gateway for this From address")
 
 
@@ -29,6 +30,7 @@ class AliasFacts:
     verified: bool
     server_id: int | None
     server_ready: bool  # passed its connection test
+    server_paused: bool = False  # refused our credentials during delivery
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class Route:
     sender_header: str | None  # value for a Sender: header, None for no header
     server_id: int | None  # SmtpServer to relay through; None for direct MX
     policy_version: int
+    hold: bool = False  # do not send now: the chosen server is paused
 
 
 def choose_route(
@@ -50,21 +53,28 @@ def choose_route(
     gateways_allowed: bool,
     policy_version: int,
     domain_gateway_id: int | None,
+    automatic: bool = False,
 ) -> Route:
-    """Return the route for one delivery attempt of a message sent as ``from_address``."""
+    """Return the route for one delivery attempt of a message sent as ``from_address``.
+
+    ``automatic`` marks Sendgate's own notices (delivery reports): they use the null envelope
+    sender so that they can never bounce back and loop (RFC 3464, RFC 5321 4.5.5).
+    """
     if alias is not None and alias.verified and alias.server_id is not None:
         if not gateways_allowed:
             rule = Rule.POLICY_DENIES
         elif not alias.server_ready:
             rule = Rule.GATEWAY_NOT_READY
         else:
+            paused = alias.server_paused
             return Route(
                 kind=RouteKind.USER_GATEWAY,
-                rule=Rule.ALIAS_GATEWAY_ALLOWED,
+                rule=Rule.GATEWAY_PAUSED if paused else Rule.ALIAS_GATEWAY_ALLOWED,
                 envelope_from=alias.address,
                 sender_header=None,
                 server_id=alias.server_id,
                 policy_version=policy_version,
+                hold=paused,
             )
     else:
         rule = Rule.NO_ALIAS_GATEWAY
@@ -74,8 +84,8 @@ def choose_route(
     return Route(
         kind=RouteKind.DOMAIN_GATEWAY if domain_gateway_id else RouteKind.DIRECT_MX,
         rule=rule,
-        envelope_from=primary_address,
-        sender_header=primary_address if foreign else None,
+        envelope_from="" if automatic else primary_address,
+        sender_header=primary_address if foreign and not automatic else None,
         server_id=domain_gateway_id,
         policy_version=policy_version,
     )
