@@ -165,8 +165,8 @@ def _database_url() -> str:
 
 
 @pytest.fixture
-def celery_worker(transactional_db, settings, tmp_path) -> Iterator[subprocess.Popen]:
-    """Start `celery worker` as its own process on the configured broker and test database."""
+def start_worker(transactional_db, settings, tmp_path) -> Iterator:
+    """Start `celery worker` processes on the configured broker and the test database."""
     if settings.CELERY_BROKER_URL.startswith("redis://"):
         import redis
 
@@ -174,57 +174,71 @@ def celery_worker(transactional_db, settings, tmp_path) -> Iterator[subprocess.P
             redis.Redis.from_url(settings.CELERY_BROKER_URL).ping()
         except redis.exceptions.ConnectionError:
             missing(f"Redis at {settings.CELERY_BROKER_URL} is not reachable")
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=_database_url(),
-        SENDGATE_EXTRA_CA_FILE=settings.SENDGATE_EXTRA_CA_FILE,
-        SENDGATE_SMTP_ALLOWED_NETWORKS=",".join(settings.SENDGATE_SMTP_ALLOWED_NETWORKS),
-    )
-    log = tmp_path / "worker.log"
-    with open(log, "w") as out:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "-Q",
-                settings.CELERY_TASK_DEFAULT_QUEUE,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+    workers: list[subprocess.Popen] = []
+
+    def start(**extra_env: str) -> subprocess.Popen:
+        env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="tests.settings",
+            DATABASE_URL=_database_url(),
+            SENDGATE_EXTRA_CA_FILE=settings.SENDGATE_EXTRA_CA_FILE,
+            SENDGATE_SMTP_ALLOWED_NETWORKS=",".join(settings.SENDGATE_SMTP_ALLOWED_NETWORKS),
+            **extra_env,
         )
-    deadline = time.monotonic() + 60
-    while "ready." not in log.read_text():
-        if worker.poll() is not None or time.monotonic() > deadline:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        with open(log, "w") as out:
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "config",
+                    "worker",
+                    "--pool",
+                    "solo",
+                    "--loglevel",
+                    "INFO",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-Q",
+                    settings.CELERY_TASK_DEFAULT_QUEUE,
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        workers.append(worker)
+        deadline = time.monotonic() + 60
+        while "ready." not in log.read_text():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                worker.kill()
+                pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+        worker.log = log
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
             worker.kill()
-            pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
-        time.sleep(0.2)
-    worker.log = log
-    yield worker
-    worker.terminate()
-    try:
-        worker.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.kill()
 
 
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+@pytest.fixture
+def celery_worker(start_worker) -> subprocess.Popen:
+    """One real worker process for the test."""
+    return start_worker()
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.1):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = predicate()
         if result:
             return result
-        time.sleep(0.1)
+        time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")

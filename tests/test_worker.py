@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from gateways.models import SendAsAlias
@@ -10,7 +13,8 @@ from outbound.models import Message
 from policy.models import PolicyChange
 from policy.service import set_domain_policy
 
-from .conftest import server_for, wait_for
+from .conftest import free_port, server_for, wait_for
+from .services import missing
 
 pytestmark = pytest.mark.worker
 
@@ -68,3 +72,126 @@ def test_sweeper_recovers_a_message_whose_wake_up_was_lost(world, celery_worker)
     wait_for(lambda: gateway.messages, what="the swept message to arrive")
     message.refresh_from_db()
     assert message.state == Message.State.SENT
+
+
+def test_killing_a_worker_mid_batch_loses_no_message(
+    people, smtp_peer, trust_test_ca, start_worker
+):
+    """SIGKILL a worker while it delivers 200 messages; a new worker and the sweeper finish."""
+    from outbound.tasks import sweep_outbox
+
+    gateway = smtp_peer("relay@example.com", "relay-secret")
+    people.domain.outbound_gateway = server_for(gateway)
+    people.domain.save()
+    # A short lease, so the claim the killed worker held is taken back within seconds.
+    lease = {"SENDGATE_CLAIM_LEASE_SECONDS": "2"}
+    first = start_worker(**lease)
+    ids = [
+        accept_message(people.user, people.user.email, [f"r{n}@elsewhere.test"], f"#{n}", "B").pk
+        for n in range(200)
+    ]
+    wait_for(lambda: len(gateway.messages) >= 30, what="the first worker to get going")
+    first.kill()  # SIGKILL: no chance to finish or acknowledge anything
+    first.wait()
+    delivered_before_kill = len(gateway.messages)
+
+    start_worker(**lease)
+
+    def all_done() -> bool:
+        sweep_outbox.delay()  # what beat does every 30 s
+        return not Message.objects.filter(pk__in=ids).exclude(state=Message.State.SENT).exists()
+
+    wait_for(all_done, timeout=120, what="every message to be delivered", interval=1)
+
+    received = [m.message["Message-ID"] for m in gateway.messages]
+    expected = set(Message.objects.filter(pk__in=ids).values_list("message_id", flat=True))
+    assert set(received) == expected  # every message arrived
+    duplicates = len(received) - len(set(received))
+    print(f"killed after {delivered_before_kill}/200; duplicates delivered: {duplicates}")
+    assert duplicates <= 1  # at most the one in flight when the worker died
+
+
+def _start_redis(port: int) -> None:
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    wait_for(lambda: _redis_ping(port), what="redis-server to answer")
+
+
+def _redis_ping(port: int) -> bool:
+    return (
+        subprocess.run(
+            ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True
+        ).stdout.strip()
+        == "PONG"
+    )
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis of this test's own on a free port, so restarting it disturbs nobody else."""
+    if shutil.which("redis-server") is None:
+        missing("redis-server is not installed")
+    port = free_port()
+    _start_redis(port)
+    yield port
+    subprocess.run(["redis-cli", "-p", str(port), "shutdown", "nosave"], capture_output=True)
+
+
+def test_restarting_redis_mid_run_loses_no_message(
+    people, smtp_peer, trust_test_ca, start_worker, private_redis
+):
+    """Redis keeps nothing on disk: every queued wake-up dies with it; the outbox does not."""
+    from config.celery import app
+    from outbound import delivery
+    from outbound.tasks import deliver_message
+
+    url = f"redis://127.0.0.1:{private_redis}/0"
+    gateway = smtp_peer("relay@example.com", "relay-secret")
+    people.domain.outbound_gateway = server_for(gateway)
+    people.domain.save()
+    start_worker(CELERY_BROKER_URL=url, SENDGATE_CLAIM_LEASE_SECONDS="2")
+
+    def sweep() -> None:  # what beat's sweeper does, on the private Redis
+        with app.connection_for_write(url) as connection:
+            for pk in delivery.due_message_ids():
+                deliver_message.apply_async((pk,), connection=connection)
+
+    ids = [
+        accept_message(people.user, people.user.email, [f"r{n}@elsewhere.test"], f"#{n}", "B").pk
+        for n in range(60)
+    ]
+    sweep()
+    wait_for(lambda: len(gateway.messages) >= 10, what="delivery to start")
+    subprocess.run(
+        ["redis-cli", "-p", str(private_redis), "shutdown", "nosave"], capture_output=True
+    )
+    assert len(gateway.messages) < 60, "Redis went down too late to test anything"
+    _start_redis(private_redis)
+
+    def all_sent() -> bool:
+        sweep()
+        return not Message.objects.filter(pk__in=ids).exclude(state=Message.State.SENT).exists()
+
+    wait_for(
+        all_sent, timeout=120, what="every message to be delivered after the restart", interval=1
+    )
+    received = [m.message["Message-ID"] for m in gateway.messages]
+    assert set(received) == set(
+        Message.objects.filter(pk__in=ids).values_list("message_id", flat=True)
+    )
+    assert len(received) - len(set(received)) <= 1
