@@ -186,3 +186,5 @@ SENDGATE_DELAY_WARNING_HOURS = env.float("SENDGATE_DELAY_WARNING_HOURS", default
 SENDGATE_DIRECT_MX_PORT = env.int("SENDGATE_DIRECT_MX_PORT", default=25)
 # A claimed message whose worker vanished is retried after this many seconds.
 SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)
+# Messages the sweeper hands one task at a time; a batch shares one connection per server.
+SENDGATE_BATCH_SIZE = env.int("SENDGATE_BATCH_SIZE", default=50)

@@ -88,30 +88,31 @@ def _reply(response: aiosmtplib.SMTPResponse) -> str:
     return f"{response.code} {response.message}".strip()
 
 
-async def _converse(
-    target: Target,
-    transcript: list[str],
-    mail_from: str,
-    recipients: list[str],
-    data: bytes | None,
-) -> Outcome:
-    allowed = parse_networks(settings.SENDGATE_SMTP_ALLOWED_NETWORKS)
-    sock = await connect_checked(target.host, target.port, allowed)
-    transcript.append(f"* connected to {target.label}")
-    verify = target.security in (Security.STARTTLS, Security.TLS)
-    client = aiosmtplib.SMTP(
-        hostname=target.host,
-        sock=sock,
-        use_tls=target.security is Security.TLS,
-        start_tls=False,  # never opportunistic by accident: STARTTLS is decided below
-        validate_certs=verify,
-        tls_context=tls_context(target.security),
-        local_hostname=settings.SENDGATE_SMTP_HELO_NAME,
-        timeout=settings.SENDGATE_SMTP_DEADLINE,
-    )
-    try:
-        greeting = await client.connect()
-        transcript.append(f"S: {_reply(greeting)}")
+class Connection:
+    """One SMTP connection, secured and authenticated once, that carries messages in turn."""
+
+    def __init__(self, target: Target, transcript: list[str]) -> None:
+        self.target = target
+        self.transcript = transcript
+        self.client: aiosmtplib.SMTP | None = None
+        self.broken = False  # the server went away; do not send the next message on it
+
+    async def open(self) -> None:
+        target, transcript = self.target, self.transcript
+        allowed = parse_networks(settings.SENDGATE_SMTP_ALLOWED_NETWORKS)
+        sock = await connect_checked(target.host, target.port, allowed)
+        transcript.append(f"* connected to {target.label}")
+        self.client = client = aiosmtplib.SMTP(
+            hostname=target.host,
+            sock=sock,
+            use_tls=target.security is Security.TLS,
+            start_tls=False,  # never opportunistic by accident: STARTTLS is decided below
+            validate_certs=target.security in (Security.STARTTLS, Security.TLS),
+            tls_context=tls_context(target.security),
+            local_hostname=settings.SENDGATE_SMTP_HELO_NAME,
+            timeout=settings.SENDGATE_SMTP_DEADLINE,
+        )
+        transcript.append(f"S: {_reply(await client.connect())}")
         transcript.append(f"C: EHLO {settings.SENDGATE_SMTP_HELO_NAME}")
         transcript.append(f"S: {_reply(await client.ehlo())}")
         if target.security is Security.STARTTLS or (
@@ -130,37 +131,98 @@ async def _converse(
                 )
             transcript.append("C: AUTH (credentials hidden)")
             transcript.append(f"S: {_reply(await client.login(target.username, target.password))}")
-        transcript.append(f"C: MAIL FROM:<{mail_from}>")
-        transcript.append(f"S: {_reply(await client.mail(mail_from))}")
-        if data is None:  # connection test: the sender was accepted, stop here
-            transcript.append("C: RSET")
-            await client.rset()
-            return Outcome(ok=True, reply=_("The server accepted the connection and the sender."))
-        refused: dict[str, str] = {}
-        for rcpt in recipients:
-            transcript.append(f"C: RCPT TO:<{rcpt}>")
-            try:
-                response = await client.rcpt(rcpt)
-                transcript.append(f"S: {_reply(response)}")
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                refused[rcpt] = f"{exc.code} {exc.message}"
-                transcript.append(f"S: {refused[rcpt]}")
-        if len(refused) == len(recipients):
-            permanent = all(reply.startswith("5") for reply in refused.values())
-            raise _Failure(
-                _("The server refused every recipient: %(replies)s")
-                % {"replies": "; ".join(f"{r}: {c}" for r, c in refused.items())},
-                permanent=permanent,
-            )
-        transcript.append("C: DATA")
-        response = await client.data(data)
-        transcript.append(f"S: {_reply(response)}")
-        return Outcome(ok=True, reply=_reply(response), refused=refused)
-    finally:
+
+    async def transfer(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
+        """Send one message (or, with ``data=None``, only probe MAIL FROM and reset)."""
+        client, transcript = self.client, self.transcript
         try:
-            await asyncio.wait_for(client.quit(), timeout=2)
-        except Exception:  # noqa: BLE001, S110 - the outcome is already decided
-            client.close()
+            transcript.append(f"C: MAIL FROM:<{mail_from}>")
+            transcript.append(f"S: {_reply(await client.mail(mail_from))}")
+            if data is None:  # connection test: the sender was accepted, stop here
+                transcript.append("C: RSET")
+                await client.rset()
+                return Outcome(
+                    ok=True, reply=_("The server accepted the connection and the sender.")
+                )
+            refused: dict[str, str] = {}
+            for rcpt in recipients:
+                transcript.append(f"C: RCPT TO:<{rcpt}>")
+                try:
+                    transcript.append(f"S: {_reply(await client.rcpt(rcpt))}")
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    refused[rcpt] = f"{exc.code} {exc.message}"
+                    transcript.append(f"S: {refused[rcpt]}")
+            if len(refused) == len(recipients):
+                raise _Failure(
+                    _("The server refused every recipient: %(replies)s")
+                    % {"replies": "; ".join(f"{r}: {c}" for r, c in refused.items())},
+                    permanent=all(reply.startswith("5") for reply in refused.values()),
+                )
+            transcript.append("C: DATA")
+            response = await client.data(data)
+            transcript.append(f"S: {_reply(response)}")
+            return Outcome(ok=True, reply=_reply(response), refused=refused)
+        except (_Failure, aiosmtplib.SMTPResponseException):
+            # The server refused this message; reset for the next one. If it hung up after its
+            # reply, the reply still stands (a 554 stays permanent), the connection is done.
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError):
+                self.broken = True
+            raise
+
+    async def close(self) -> None:
+        if self.client is None:
+            return
+        try:
+            await asyncio.wait_for(self.client.quit(), timeout=2)
+        except Exception:  # noqa: BLE001 - the outcome is already decided
+            self.client.close()
+        self.client = None
+
+
+Job = tuple[str, list[str], bytes | None]  # envelope sender, recipients, message (None: probe)
+
+
+async def send_many(
+    target: Target, jobs: list[Job], deadline: float | None = None
+) -> list[Outcome]:
+    """Send ``jobs`` in turn over one connection, reopened once if it breaks.
+
+    Each job has its own overall deadline (connecting included when it opens the connection) and
+    its own outcome. When the server cannot be reached or refuses us (TLS, AUTH), the remaining
+    jobs get that outcome without another try, so a dead server costs one deadline, not one each.
+    """
+    deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
+    transcript: list[str] = []
+    connection: Connection | None = None
+    outcomes: list[Outcome] = []
+    open_failure: Outcome | None = None
+    for mail_from, recipients, data in jobs:
+        if open_failure is not None:
+            outcomes.append(open_failure)
+            continue
+        opening = connection is None
+        try:
+            async with asyncio.timeout(deadline):
+                if connection is None:
+                    connection = Connection(target, transcript)
+                    await connection.open()
+                outcome = await connection.transfer(mail_from, recipients, data)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+            outcome = _describe(exc, target, deadline)
+            refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
+            if opening or not refused_only or connection.broken:
+                if connection is not None:
+                    await connection.close()
+                connection = None
+                if opening:
+                    open_failure = outcome
+        outcome.transcript = transcript
+        outcomes.append(outcome)
+    if connection is not None:
+        await connection.close()
+    return outcomes
 
 
 async def run_session(
@@ -171,24 +233,17 @@ async def run_session(
     deadline: float | None = None,
 ) -> Outcome:
     """Connect, secure, authenticate and send ``data`` (or only probe MAIL FROM when None)."""
-    transcript: list[str] = []
-    deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
-    try:
-        async with asyncio.timeout(deadline):
-            outcome = await _converse(target, transcript, mail_from, recipients or [], data)
-    except _Failure as exc:
-        outcome = Outcome(
-            ok=False, error=exc.error, permanent=exc.permanent, auth_failed=exc.auth_failed
-        )
-    except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence below
-        outcome = _describe(exc, target, deadline)
-    outcome.transcript = transcript
+    [outcome] = await send_many(target, [(mail_from, recipients or [], data)], deadline)
     return outcome
 
 
 def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
     """Map a failure to the sentence a user reads and whether retrying could help."""
     label = target.label
+    if isinstance(exc, _Failure):
+        return Outcome(
+            ok=False, error=exc.error, permanent=exc.permanent, auth_failed=exc.auth_failed
+        )
     if isinstance(exc, UnsafeAddress):
         return Outcome(ok=False, error=_("Not allowed: %(reason)s.") % {"reason": exc})
     if isinstance(exc, ssl.SSLCertVerificationError):

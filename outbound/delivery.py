@@ -1,52 +1,88 @@
-"""One delivery attempt of one message: claim it, route it, send it, record what happened."""
+"""Delivery attempts: claim a batch of messages, route each, send, record what happened.
+
+A batch shares one SMTP connection per server (servers are served concurrently), but every
+message keeps its own route, deadline, attempt record and outcome. One message is a batch of one.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from gateways import dns
 from gateways.models import SendAsAlias, SmtpServer
-from gateways.smtp import Outcome, Security, Target, run_session
+from gateways.smtp import Job, Outcome, Security, Target, run_session, send_many
 
 from . import reports
 from .headers import with_sender
 from .models import DeliveryAttempt, Message
 from .routing import AliasFacts, Route, RouteKind, choose_route
 
+# What one delivery to one server did for some of a message's recipients.
+Results = list[tuple[str, list[str], Outcome]]
 
-def claim(message_id: int) -> bool:
-    """Take the message for this worker with a conditional UPDATE (works on SQLite and PostgreSQL).
+SETTLED_FIELDS = [
+    "state",
+    "last_route",
+    "last_reply",
+    "lease_until",
+    "next_attempt_at",
+    "sent_at",
+    "pending_recipients",
+    "failed_recipients",
+    "delay_warned_at",
+]
 
-    Exactly one worker wins; a SENDING message whose lease ran out (its worker died) is claimable.
+
+def _claimable(now: datetime) -> Q:
+    due = Q(state__in=[Message.State.QUEUED, Message.State.DEFERRED], next_attempt_at__lte=now)
+    stale = Q(state=Message.State.SENDING, lease_until__lt=now)  # its worker died
+    return due | stale
+
+
+def claim(message_ids: list[int]) -> list[int]:
+    """Take the due messages among ``message_ids`` for this worker; no two workers get the same.
+
+    PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED. SQLite ignores row locks, but its IMMEDIATE
+    transactions take the write lock at BEGIN, so select-then-update cannot interleave there.
     """
     now = timezone.now()
-    due = Q(state__in=[Message.State.QUEUED, Message.State.DEFERRED], next_attempt_at__lte=now)
-    stale = Q(state=Message.State.SENDING, lease_until__lt=now)
-    return (
-        Message.objects.filter(due | stale, pk=message_id).update(
+    with transaction.atomic():
+        due = Message.objects.filter(_claimable(now), pk__in=message_ids)
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        claimed = list(due.values_list("pk", flat=True))
+        Message.objects.filter(pk__in=claimed).update(
             state=Message.State.SENDING,
             lease_until=now + timedelta(seconds=settings.SENDGATE_CLAIM_LEASE_SECONDS),
             attempt_count=F("attempt_count") + 1,
         )
-        == 1
-    )
+    return claimed
 
 
-def route_for(message: Message) -> Route:
+def routes_for(messages: list[Message]) -> dict[int, Route]:
+    """The route of each message, with one query for all the aliases involved."""
+    aliases = {
+        (a.account_id, a.address): a
+        for a in SendAsAlias.objects.select_related("smtp_server").filter(
+            account_id__in={m.account_id for m in messages},
+            address__in={m.from_address for m in messages},
+        )
+    }
+    return {m.pk: route_for(m, aliases.get((m.account_id, m.from_address))) for m in messages}
+
+
+def route_for(message: Message, alias: SendAsAlias | None) -> Route:
     account = message.account
-    alias = (
-        SendAsAlias.objects.select_related("smtp_server")
-        .filter(account=account, address=message.from_address)
-        .first()
-    )
     facts = None
     if alias is not None:
         server = alias.smtp_server
@@ -70,51 +106,94 @@ def route_for(message: Message) -> Route:
     )
 
 
-Results = list[tuple[str, list[str], Outcome]]
-
-
 def deliver(message_id: int, resolver: dns.Resolver | None = None) -> None:
-    """Make one attempt if the message is due and no other worker has it; safe to call twice."""
-    if not claim(message_id):
-        return
-    message = Message.objects.select_related("account__domain").filter(pk=message_id).first()
-    if message is None:  # deleted meanwhile: nothing to do
-        return
-    route = route_for(message)
-    if route.hold:
-        reply = _(
-            "Waiting: your SMTP server for %(address)s is paused because it refused the "
-            "password. Update the password to resume."
-        ) % {"address": message.from_address}
-        results: Results = [("", message.pending_recipients, Outcome(ok=False, error=reply))]
-        _settle(message, route, results)
-        return
-    data = with_sender(bytes(message.raw), route.sender_header)
-    if route.kind == RouteKind.DIRECT_MX:
-        results = _send_direct(route, message.pending_recipients, data, resolver)
-    else:
-        target = SmtpServer.objects.get(pk=route.server_id).target()
-        results = [(target.label, message.pending_recipients, _run(target, route, message, data))]
-    for server_label, recipients, outcome in results:
-        _record(message, route, server_label, recipients, outcome)
-    if route.kind == RouteKind.USER_GATEWAY and any(o.auth_failed for _s, _r, o in results):
-        _pause_gateway(route.server_id, message, results[0][2].error)
-    _settle(message, route, results)
+    deliver_batch([message_id], resolver)
 
 
-def _run(target: Target, route: Route, message: Message, data: bytes) -> Outcome:
-    return asyncio.run(
-        run_session(target, route.envelope_from, list(message.pending_recipients), data)
+def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) -> None:
+    """Make one attempt for each due message no other worker has; safe to call twice."""
+    claimed = claim(message_ids)
+    if not claimed:
+        return
+    messages = list(
+        Message.objects.select_related("account__domain").filter(pk__in=claimed).order_by("pk")
+    )  # a message deleted meanwhile is simply not here
+    routes = routes_for(messages)
+    results: dict[int, Results] = {}
+    by_server: dict[int, list[Message]] = defaultdict(list)
+    for message in messages:
+        route = routes[message.pk]
+        if route.hold:
+            results[message.pk] = [("", message.pending_recipients, _held(message))]
+        elif route.kind == RouteKind.DIRECT_MX:
+            results[message.pk] = _send_direct(route, message, resolver)
+        else:
+            by_server[route.server_id].append(message)
+    servers = SmtpServer.objects.in_bulk(list(by_server))
+    results |= _send_through_servers(servers, by_server, routes)
+
+    attempts = [
+        _attempt(message, routes[message.pk], label, outcome)
+        for message in messages
+        for label, _rcpts, outcome in results[message.pk]
+        if label  # a held message made no attempt
+    ]
+    with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
+        DeliveryAttempt.objects.bulk_create(attempts)
+        notices = [_settle(m, routes[m.pk], results[m.pk]) for m in messages]
+        Message.objects.bulk_update(messages, SETTLED_FIELDS)
+        for message, notice in zip(messages, notices, strict=True):
+            if notice is not None:
+                reports.send_to_sender(message.account, notice)
+        for message in messages:
+            route = routes[message.pk]
+            failed_auth = [o for _l, _r, o in results[message.pk] if o.auth_failed]
+            if route.kind == RouteKind.USER_GATEWAY and failed_auth:
+                _pause_gateway(route.server_id, message, failed_auth[0].error)
+
+
+def _send_through_servers(
+    servers: dict[int, SmtpServer], by_server: dict[int, list[Message]], routes: dict[int, Route]
+) -> dict[int, Results]:
+    """One connection per server, all servers at once; each message keeps its own outcome."""
+    plan = [(servers[sid].target(), messages) for sid, messages in by_server.items()]
+
+    def job(message: Message) -> Job:
+        route = routes[message.pk]
+        data = with_sender(bytes(message.raw), route.sender_header)
+        return (route.envelope_from, list(message.pending_recipients), data)
+
+    async def run_all() -> list[list[Outcome]]:
+        return await asyncio.gather(
+            *(send_many(target, [job(m) for m in messages]) for target, messages in plan)
+        )
+
+    results: dict[int, Results] = {}
+    if not plan:
+        return results
+    for (target, messages), outcomes in zip(plan, asyncio.run(run_all()), strict=True):
+        for message, outcome in zip(messages, outcomes, strict=True):
+            results[message.pk] = [(target.label, list(message.pending_recipients), outcome)]
+    return results
+
+
+def _held(message: Message) -> Outcome:
+    return Outcome(
+        ok=False,
+        error=_(
+            "Waiting: your SMTP server for %(address)s is paused because it refused the password. "
+            "Update the password to resume."
+        )
+        % {"address": message.from_address},
     )
 
 
-def _send_direct(
-    route: Route, recipients: list[str], data: bytes, resolver: dns.Resolver | None
-) -> Results:
+def _send_direct(route: Route, message: Message, resolver: dns.Resolver | None) -> Results:
     """Deliver to each recipient domain's MX hosts in preference order."""
     by_domain: dict[str, list[str]] = defaultdict(list)
-    for rcpt in recipients:
+    for rcpt in message.pending_recipients:
         by_domain[rcpt.rsplit("@", 1)[1].lower()].append(rcpt)
+    data = with_sender(bytes(message.raw), route.sender_header)
     results = []
     for domain, group in by_domain.items():
         try:
@@ -139,9 +218,7 @@ def _send_direct(
     return results
 
 
-def _record(
-    message: Message, route: Route, server: str, recipients: list[str], outcome: Outcome
-) -> None:
+def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> DeliveryAttempt:
     if outcome.ok:
         result = DeliveryAttempt.Outcome.SENT
     elif outcome.permanent:
@@ -151,7 +228,7 @@ def _record(
     reply = outcome.reply if outcome.ok else outcome.error
     if outcome.refused:
         reply += "\n" + "\n".join(f"{r}: {text}" for r, text in outcome.refused.items())
-    DeliveryAttempt.objects.create(
+    return DeliveryAttempt(
         message=message,
         finished_at=timezone.now(),
         route=route.kind,
@@ -166,77 +243,82 @@ def _record(
 
 def _pause_gateway(server_id: int, message: Message, reason: str) -> None:
     """Stop using a user's gateway that refused its credentials, and tell its owner once."""
-    with transaction.atomic():
-        paused = SmtpServer.objects.filter(pk=server_id, paused_at__isnull=True).update(
-            paused_at=timezone.now(), pause_reason=reason
-        )
-        if paused:
-            account = message.account
-            body = _(
-                "The SMTP server you set up for %(address)s refused the username or password:\n"
-                "%(reason)s\n\nMail sent as %(address)s waits until you update the password on "
-                "the Send mail as page; it is not sent any other way meanwhile."
-            ) % {"address": message.from_address, "reason": reason}
-            notice = reports.build_notice(
-                account,
-                _("Action needed: your SMTP server for %(address)s")
-                % {"address": message.from_address},
-                body,
-            )
-            reports.send_to_sender(account, notice)
+    paused = SmtpServer.objects.filter(pk=server_id, paused_at__isnull=True).update(
+        paused_at=timezone.now(), pause_reason=reason
+    )
+    if paused:
+        account = message.account
+        body = _(
+            "The SMTP server you set up for %(address)s refused the username or password:\n"
+            "%(reason)s\n\nMail sent as %(address)s waits until you update the password on "
+            "the Send mail as page; it is not sent any other way meanwhile."
+        ) % {"address": message.from_address, "reason": reason}
+        subject = _("Action needed: your SMTP server for %(address)s") % {
+            "address": message.from_address
+        }
+        reports.send_to_sender(account, reports.build_notice(account, subject, body))
 
 
-def _settle(message: Message, route: Route, results: Results) -> None:
-    """Take finished recipients off the pending list, set the next state, tell the sender."""
-    pending = list(message.pending_recipients)
-    failed = dict(message.failed_recipients)
-    last_reply = ""
+@dataclass
+class _Tally:
+    pending: list[str]
+    failed: dict[str, str]
+    last_reply: str
+
+
+def _tally(message: Message, results: Results) -> _Tally:
+    """Take delivered (2xx) and refused (5xx) recipients off the pending list."""
+    tally = _Tally(list(message.pending_recipients), dict(message.failed_recipients), "")
     for _server, recipients, outcome in results:
-        last_reply = outcome.reply if outcome.ok else outcome.error
+        tally.last_reply = outcome.reply if outcome.ok else outcome.error
         for rcpt in recipients:
             refusal = outcome.refused.get(rcpt)
             if outcome.ok and refusal is None:
-                pending.remove(rcpt)
+                tally.pending.remove(rcpt)
             elif outcome.permanent or (refusal is not None and refusal.startswith("5")):
-                failed[rcpt] = refusal or outcome.error
-                pending.remove(rcpt)
+                tally.failed[rcpt] = refusal or outcome.error
+                tally.pending.remove(rcpt)
             elif refusal is not None:
-                last_reply = refusal
+                tally.last_reply = refusal
+    return tally
+
+
+def _settle(message: Message, route: Route, results: Results) -> EmailMessage | None:
+    """Set the message's next state in memory; return the report its sender should get, if any."""
+    tally = _tally(message, results)
     now = timezone.now()
-    expired = now - message.created_at > timedelta(days=settings.SENDGATE_MAX_QUEUE_DAYS)
-    if pending and expired:
-        for rcpt in pending:
-            failed[rcpt] = _("Gave up after %(days)s days: %(reply)s") % {
+    if tally.pending and now - message.created_at > timedelta(
+        days=settings.SENDGATE_MAX_QUEUE_DAYS
+    ):
+        for rcpt in tally.pending:
+            tally.failed[rcpt] = _("Gave up after %(days)s days: %(reply)s") % {
                 "days": f"{settings.SENDGATE_MAX_QUEUE_DAYS:g}",
-                "reply": last_reply,
+                "reply": tally.last_reply,
             }
-        pending = []
-    message.pending_recipients = pending
-    message.failed_recipients = failed
+        tally.pending = []
+    message.pending_recipients = tally.pending
+    message.failed_recipients = tally.failed
     warn_delay = False
-    if not pending and len(failed) < len(message.recipients):
-        message.mark_sent(route.kind, last_reply)
-    elif not pending:
-        message.mark_failed(route.kind, last_reply)
+    if not tally.pending and len(tally.failed) < len(message.recipients):
+        message.mark_sent(route.kind, tally.last_reply)
+    elif not tally.pending:
+        message.mark_failed(route.kind, tally.last_reply)
     else:
-        message.defer(now + retry_delay(message.attempt_count), route.kind, last_reply)
+        message.defer(now + retry_delay(message.attempt_count), route.kind, tally.last_reply)
         warn_delay = _delay_warning_due(message, now)
         if warn_delay:
             message.delay_warned_at = now
-    with transaction.atomic():  # the report exists if and only if the outcome was saved
-        message.save()
-        if message.kind != Message.Kind.MAIL:
-            return  # never report on a report: that is how mail loops start
-        if not pending and failed:
-            reports.send_to_sender(message.account, reports.build_report(message, failed, "failed"))
-        elif warn_delay:
-            delayed = {rcpt: last_reply for rcpt in pending}
-            reports.send_to_sender(
-                message.account, reports.build_report(message, delayed, "delayed")
-            )
+    if message.kind != Message.Kind.MAIL:
+        return None  # never report on a report: that is how mail loops start
+    if not tally.pending and tally.failed:
+        return reports.build_report(message, tally.failed, "failed")
+    if warn_delay:
+        delayed = {rcpt: tally.last_reply for rcpt in tally.pending}
+        return reports.build_report(message, delayed, "delayed")
+    return None
 
 
-def _delay_warning_due(message: Message, now) -> bool:
+def _delay_warning_due(message: Message, now: datetime) -> bool:
     hours = settings.SENDGATE_DELAY_WARNING_HOURS
     return bool(
         hours
@@ -250,9 +332,7 @@ def retry_delay(attempt_count: int) -> timedelta:
     return timedelta(minutes=schedule[min(attempt_count, len(schedule)) - 1])
 
 
-def due_message_ids(limit: int = 1000) -> list[int]:
+def due_message_ids(limit: int = 5000) -> list[int]:
     """What the sweeper should wake a worker for: due retries, lost tasks, dead workers' claims."""
-    now = timezone.now()
-    due = Q(state__in=[Message.State.QUEUED, Message.State.DEFERRED], next_attempt_at__lte=now)
-    stale = Q(state=Message.State.SENDING, lease_until__lt=now)
-    return list(Message.objects.filter(due | stale).values_list("pk", flat=True)[:limit])
+    claimable = Message.objects.filter(_claimable(timezone.now()))
+    return list(claimable.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])

@@ -18,6 +18,7 @@ class Script:
     data_reply: str = "250 2.0.0 queued"
     drop_mid_data: bool = False  # close the connection halfway through the message
     drop_after_dot: bool = False  # read the whole message, close before replying
+    drop_after_reply: bool = False  # reply to the message, then close without waiting
 
 
 @dataclass
@@ -133,6 +134,9 @@ class FaultPeer:
                     if s.data_reply.startswith("2"):
                         self.delivered.append(Delivered(mail_from, list(rcpts), data))
                     await say(s.data_reply)
+                    if s.drop_after_reply:
+                        writer.close()
+                        return
                 elif verb == "RSET":
                     await say("250 ok")
                 elif verb == "QUIT":

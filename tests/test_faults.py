@@ -14,7 +14,7 @@ from django.utils import timezone
 from gateways.models import SendAsAlias, SmtpServer
 from outbound import delivery
 from outbound.intake import accept_message
-from outbound.models import Message
+from outbound.models import DeliveryAttempt, Message
 from policy.service import propagate, set_domain_policy
 
 from .conftest import server_for
@@ -288,3 +288,37 @@ def test_direct_mx_delivery_per_destination_in_preference_order(
     assert "does not exist" in message.failed_recipients["x@nowhere.test"]
     assert message.state == Message.State.SENT
     assert mx.delivered[0].mail_from == people.user.email
+
+
+def test_554_followed_by_a_hang_up_stays_permanent(people, gateway_is, fault_peer):
+    gateway_is(fault_peer(data_reply="554 5.7.1 rejected", drop_after_reply=True))
+    message = send(people)
+    assert message.state == Message.State.FAILED
+    assert "554" in message.failed_recipients[BOB]
+
+
+def test_a_batch_shares_one_connection_and_each_message_keeps_its_own_outcome(
+    people, gateway_is, fault_peer
+):
+    peer = gateway_is(fault_peer(rcpt_replies={CARL: "550 5.1.1 unknown"}))
+    ids = [
+        accept_message(people.user, people.user.email, [r], "Hi", "B").pk for r in (BOB, CARL, DORA)
+    ]
+    delivery.deliver_batch(ids)
+
+    assert peer.connections == 1
+    assert [d.rcpt_tos for d in peer.delivered] == [[BOB], [DORA]]
+    states = dict(Message.objects.filter(pk__in=ids).values_list("pk", "state"))
+    assert [states[pk] for pk in ids] == ["sent", "failed", "sent"]
+    assert DeliveryAttempt.objects.filter(message_id__in=ids).count() == 3
+
+
+def test_an_unreachable_server_costs_one_deadline_for_the_whole_batch(
+    people, gateway_is, fault_peer, settings
+):
+    settings.SENDGATE_SMTP_DEADLINE = 1
+    peer = gateway_is(fault_peer(greeting=None))
+    ids = [accept_message(people.user, people.user.email, [BOB], "Hi", "B").pk for _ in range(5)]
+    delivery.deliver_batch(ids)
+    assert peer.connections == 1
+    assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {"deferred"}
