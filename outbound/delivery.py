@@ -130,7 +130,11 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         else:
             by_server[route.server_id].append(message)
     servers = SmtpServer.objects.in_bulk(list(by_server))
-    results |= _send_through_servers(servers, by_server, routes)
+    by_target: dict[Target, list[Message]] = defaultdict(list)
+    for server_id, server_messages in by_server.items():
+        # Same host, port, security and credentials: one connection, whoever's alias it is.
+        by_target[servers[server_id].target()].extend(server_messages)
+    results |= _send_through_servers(by_target, routes)
 
     attempts = [
         _attempt(message, routes[message.pk], label, outcome)
@@ -141,7 +145,7 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
     with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
         DeliveryAttempt.objects.bulk_create(attempts)
         notices = [_settle(m, routes[m.pk], results[m.pk]) for m in messages]
-        Message.objects.bulk_update(messages, SETTLED_FIELDS)
+        _save_settled(messages)
         for message, notice in zip(messages, notices, strict=True):
             if notice is not None:
                 reports.send_to_sender(message.account, notice)
@@ -153,10 +157,10 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
 
 
 def _send_through_servers(
-    servers: dict[int, SmtpServer], by_server: dict[int, list[Message]], routes: dict[int, Route]
+    by_target: dict[Target, list[Message]], routes: dict[int, Route]
 ) -> dict[int, Results]:
     """One connection per server, all servers at once; each message keeps its own outcome."""
-    plan = [(servers[sid].target(), messages) for sid, messages in by_server.items()]
+    plan = list(by_target.items())
 
     def job(message: Message) -> Job:
         route = routes[message.pk]
@@ -175,6 +179,24 @@ def _send_through_servers(
         for message, outcome in zip(messages, outcomes, strict=True):
             results[message.pk] = [(target.label, list(message.pending_recipients), outcome)]
     return results
+
+
+def _save_settled(messages: list[Message]) -> None:
+    """Write the settled fields of every message with one parameterised UPDATE per row.
+
+    Django's bulk_update builds a CASE expression per field per row: measured here it took more
+    than half of a batch's time. executemany with each field's own DB preparation is equivalent.
+    """
+    fields = [Message._meta.get_field(name) for name in SETTLED_FIELDS]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    sql = f"UPDATE {quote(Message._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s"  # noqa: S608 - names from the model
+    rows = [
+        [f.get_db_prep_save(getattr(m, f.attname), connection) for f in fields] + [m.pk]
+        for m in messages
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _held(message: Message) -> Outcome:

@@ -1,9 +1,23 @@
 from django.urls import path
 
-from . import views
+from . import admin_views, views
 
 urlpatterns = [
     path("compose/", views.compose, name="compose"),
     path("sent/", views.sent_list, name="sent_list"),
     path("sent/<int:pk>/", views.sent_detail, name="sent_detail"),
+]
+
+urlpatterns += [
+    path("domains/<int:pk>/delivery/", admin_views.delivery_log, name="delivery_log"),
+    path(
+        "domains/<int:pk>/delivery/counters/",
+        admin_views.delivery_counters,
+        name="delivery_counters",
+    ),
+    path(
+        "domains/<int:pk>/delivery/<int:message_pk>/",
+        admin_views.delivery_detail,
+        name="delivery_detail",
+    ),
 ]

@@ -1,0 +1,113 @@
+"""The domain admin's delivery log and live queue counters."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Min
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.translation import gettext_lazy as _
+
+from gateways.access import get_domain_for_admin
+from gateways.models import Domain
+
+from .models import Message
+from .routing import RouteKind
+
+
+class DeliveryFilter(forms.Form):
+    state = forms.ChoiceField(
+        label=_("Status"), required=False, choices=[("", _("Any"))] + Message.State.choices
+    )
+    route = forms.ChoiceField(
+        label=_("Route"), required=False, choices=[("", _("Any"))] + RouteKind.choices
+    )
+    account = forms.CharField(label=_("Sender"), required=False, max_length=254)
+
+
+def domain_messages(domain: Domain):
+    return Message.objects.filter(account__domain=domain)
+
+
+def queue_counters(domain: Domain) -> dict:
+    counts = dict(domain_messages(domain).values_list("state").annotate(n=Count("id")).order_by())
+    next_retry = (
+        domain_messages(domain)
+        .filter(state=Message.State.DEFERRED)
+        .aggregate(at=Min("next_attempt_at"))["at"]
+    )
+    return {
+        "counts": [(label, counts.get(state, 0), state) for state, label in Message.State.choices],
+        "next_retry": next_retry,
+    }
+
+
+@login_required
+def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
+    domain = get_domain_for_admin(request, pk)
+    form = DeliveryFilter(request.GET or None)
+    messages = (
+        domain_messages(domain)
+        .select_related("account")
+        .only(
+            "pk",
+            "created_at",
+            "from_address",
+            "recipients",
+            "subject",
+            "state",
+            "last_route",
+            "last_reply",
+            "next_attempt_at",
+            "account__email",
+        )
+    )
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["state"]:
+            messages = messages.filter(state=data["state"])
+        if data["route"]:
+            messages = messages.filter(last_route=data["route"])
+        if data["account"]:
+            messages = messages.filter(account__email__icontains=data["account"].strip())
+    page = Paginator(messages, 50).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "outbound/delivery_log.html",
+        {
+            "domain": domain,
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            **queue_counters(domain),
+        },
+    )
+
+
+@login_required
+def delivery_counters(request: HttpRequest, pk: int) -> HttpResponse:
+    """htmx partial, polled by the delivery log."""
+    domain = get_domain_for_admin(request, pk)
+    return render(
+        request, "outbound/partials/counters.html", {"domain": domain, **queue_counters(domain)}
+    )
+
+
+@login_required
+def delivery_detail(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
+    domain = get_domain_for_admin(request, pk)
+    message = get_object_or_404(domain_messages(domain), pk=message_pk)
+    template = (
+        "outbound/partials/message_status.html"
+        if request.htmx
+        else ("outbound/delivery_detail.html")
+    )
+    return render(
+        request,
+        template,
+        {"domain": domain, "message": message, "attempts": message.attempts.all()},
+    )
