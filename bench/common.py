@@ -32,6 +32,7 @@ def isolated_env(name: str) -> dict[str, str]:
         SENDGATE_VAR_DIR=var,
         SENDGATE_CELERY_QUEUE=f"sendgate-bench-{name}-{os.getpid()}",
         SENDGATE_SMTP_ALLOWED_NETWORKS="127.0.0.0/8",
+        SENDGATE_SMTP_ALLOWED_PORTS="1024-65535",
     )
     url = env.get("DATABASE_URL", "")
     if url.startswith("postgres"):

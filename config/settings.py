@@ -172,6 +172,13 @@ SENDGATE_EXTRA_CA_FILE = env.str("SENDGATE_EXTRA_CA_FILE", default="")
 # User-supplied SMTP hosts must resolve to public addresses; these networks are allowed anyway
 # (an operator's own relays; loopback for the demo and the tests).
 SENDGATE_SMTP_ALLOWED_NETWORKS = env.list("SENDGATE_SMTP_ALLOWED_NETWORKS", default=[])
+# SMTP servers may listen on 25, 465, 587 and 2525; any other port must be listed here.
+SENDGATE_SMTP_ALLOWED_PORTS = env.list(
+    "SENDGATE_SMTP_ALLOWED_PORTS", default=[]
+)  # "2587,3000-3100"
+# Whether users may pick "no TLS" (port 25 only) for their own SMTP server. Off: passwords and
+# mail would cross the internet in clear.
+SENDGATE_SMTP_ALLOW_PLAINTEXT = env.bool("SENDGATE_SMTP_ALLOW_PLAINTEXT", default=False)
 # The whole SMTP session of one attempt (connect to QUIT) must finish within this many seconds.
 SENDGATE_SMTP_DEADLINE = env.float("SENDGATE_SMTP_DEADLINE", default=60.0)
 SENDGATE_SMTP_HELO_NAME = env.str("SENDGATE_SMTP_HELO_NAME", default="sendgate.localhost")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -38,6 +38,34 @@ _ALWAYS_DENIED = [
         "ff00::/8",
     )
 ]
+
+
+STANDARD_SMTP_PORTS = frozenset({25, 465, 587, 2525})
+
+# (host, port) -> getaddrinfo-style tuples; injectable so tests can make a name resolve anywhere.
+GetAddrInfo = Callable[[str, int], Awaitable[list[tuple]]]
+
+
+class UnsafePort(Exception):
+    """A port outside the SMTP ports that the operator has not allowed."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(
+            f"port {port} is not an SMTP port (25, 465, 587, 2525) and not allowed by the operator"
+        )
+        self.port = port
+
+
+def check_port(port: int, allowed_ports: Iterable[str]) -> None:
+    """Refuse ``port`` unless it is a standard SMTP port or in the operator's list ("2587",
+    "1024-65535")."""
+    if port in STANDARD_SMTP_PORTS:
+        return
+    for spec in allowed_ports:
+        low, _, high = str(spec).strip().partition("-")
+        if low and int(low) <= port <= int(high or low):
+            return
+    raise UnsafePort(port)
 
 
 class UnsafeAddress(Exception):
@@ -83,10 +111,16 @@ def is_allowed(ip: IPAddress, allowed: list[IPNetwork]) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-async def resolve_checked(host: str, port: int, allowed: list[IPNetwork]) -> list[Resolved]:
+async def _system_getaddrinfo(host: str, port: int) -> list[tuple]:
+    return await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+async def resolve_checked(
+    host: str, port: int, allowed: list[IPNetwork], getaddrinfo: GetAddrInfo | None = None
+) -> list[Resolved]:
     """Resolve ``host`` and return its addresses, or raise UnsafeAddress if any is not allowed."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    host = host.strip().removeprefix("[").removesuffix("]")  # "[::1]" is ::1
+    infos = await (getaddrinfo or _system_getaddrinfo)(host, port)
     resolved: list[Resolved] = []
     for family, _type, _proto, _canon, sockaddr in infos:
         address = sockaddr[0].split("%", 1)[0]  # drop an IPv6 zone id

@@ -16,7 +16,7 @@ import aiosmtplib
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from .netguard import UnsafeAddress, connect_checked, parse_networks
+from .netguard import UnsafeAddress, UnsafePort, check_port, connect_checked, parse_networks
 
 
 class Security(StrEnum):
@@ -99,6 +99,7 @@ class Connection:
 
     async def open(self) -> None:
         target, transcript = self.target, self.transcript
+        check_port(target.port, settings.SENDGATE_SMTP_ALLOWED_PORTS)
         allowed = parse_networks(settings.SENDGATE_SMTP_ALLOWED_NETWORKS)
         sock = await connect_checked(target.host, target.port, allowed)
         transcript.append(f"* connected to {target.label}")
@@ -244,7 +245,7 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
         return Outcome(
             ok=False, error=exc.error, permanent=exc.permanent, auth_failed=exc.auth_failed
         )
-    if isinstance(exc, UnsafeAddress):
+    if isinstance(exc, UnsafeAddress | UnsafePort):
         return Outcome(ok=False, error=_("Not allowed: %(reason)s.") % {"reason": exc})
     if isinstance(exc, ssl.SSLCertVerificationError):
         return Outcome(

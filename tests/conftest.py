@@ -67,6 +67,7 @@ def untrusted_pki() -> Pki:
 def trust_test_ca(settings, pki: Pki) -> Pki:
     settings.SENDGATE_EXTRA_CA_FILE = pki.ca_file
     settings.SENDGATE_SMTP_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
+    settings.SENDGATE_SMTP_ALLOWED_PORTS = ["1024-65535"]  # test peers use free high ports
     return pki
 
 
@@ -183,6 +184,7 @@ def start_worker(transactional_db, settings, tmp_path) -> Iterator:
             DATABASE_URL=_database_url(),
             SENDGATE_EXTRA_CA_FILE=settings.SENDGATE_EXTRA_CA_FILE,
             SENDGATE_SMTP_ALLOWED_NETWORKS=",".join(settings.SENDGATE_SMTP_ALLOWED_NETWORKS),
+            SENDGATE_SMTP_ALLOWED_PORTS=",".join(settings.SENDGATE_SMTP_ALLOWED_PORTS),
             **extra_env,
         )
         log = tmp_path / f"worker-{len(workers)}.log"
