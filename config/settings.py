@@ -181,3 +181,7 @@ SENDGATE_RETRY_MINUTES = env.list("SENDGATE_RETRY_MINUTES", cast=int, default=[5
 SENDGATE_MAX_QUEUE_DAYS = env.float("SENDGATE_MAX_QUEUE_DAYS", default=5.0)
 # A claimed message whose worker vanished is retried after this many seconds.
 SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)
+# Policy propagation: accounts per UPDATE batch, and how long a worker holds a propagation before
+# beat may hand it to another (renewed after every batch).
+SENDGATE_POLICY_BATCH_SIZE = env.int("SENDGATE_POLICY_BATCH_SIZE", default=5000)
+SENDGATE_POLICY_LEASE_SECONDS = env.int("SENDGATE_POLICY_LEASE_SECONDS", default=60)

@@ -64,14 +64,20 @@ class OrgUnit(models.Model):
     name = models.CharField(_("name"), max_length=100)
 
     class Meta:
+        ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
                 fields=["domain"], condition=Q(parent__isnull=True), name="one_root_unit_per_domain"
             ),
+            models.UniqueConstraint(fields=["parent", "name"], name="unique_unit_name_per_parent"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
 
 
 class AccountManager(BaseUserManager):
@@ -84,11 +90,13 @@ class AccountManager(BaseUserManager):
         domain = extra["domain"]
         if "org_unit" not in extra and domain is not None:
             extra["org_unit"] = domain.root_unit
-        policy = getattr(domain, "outbound_policy", None)
-        if policy is not None:
-            # Born with the domain's current value, so propagation has nothing to catch up on.
-            extra.setdefault("gateways_allowed", policy.allow_user_gateways)
-            extra.setdefault("policy_version", policy.version)
+        if domain is not None and extra["org_unit"] is not None:
+            # Born with its OU's effective value, so propagation has nothing to catch up on.
+            from policy.service import birth_values
+
+            allowed, version = birth_values(domain, extra["org_unit"])
+            extra.setdefault("gateways_allowed", allowed)
+            extra.setdefault("policy_version", version)
         account = self.model(email=email, **extra)
         account.set_password(password)
         account.save(using=self._db)

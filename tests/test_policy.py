@@ -26,10 +26,10 @@ def test_admin_saving_the_policy_records_who_changed_what_and_queues_propagation
         )
     assert response.status_code == 302
     change = PolicyChange.objects.get()
-    assert (change.actor, change.old_value, change.new_value, change.version) == (
+    assert (change.actor, change.old_setting, change.new_setting, change.version) == (
         people.admin,
-        False,
-        True,
+        "deny",
+        "allow",
         1,
     )
     assert change.accounts_total == 2  # admin and ann; the other domain is untouched
