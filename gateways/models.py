@@ -56,12 +56,42 @@ class Domain(models.Model):
         return self.org_units.get(parent__isnull=True)
 
 
+class OrgUnitQuerySet(models.QuerySet):
+    def paths(self, domain_id: int) -> dict[int, str]:
+        """Every OU's path (``example.com/Sales/EMEA``) from one query, however deep the tree."""
+        rows = {
+            pk: (parent, name)
+            for pk, parent, name in self.filter(domain_id=domain_id).values_list(
+                "pk", "parent_id", "name"
+            )
+        }
+        paths: dict[int, str] = {}
+
+        def path_of(pk: int) -> str:
+            chain = []
+            current: int | None = pk
+            while current is not None and current not in paths:
+                chain.append(current)
+                current = rows[current][0]
+            prefix = paths[current] if current is not None else ""
+            for node in reversed(chain):
+                prefix = f"{prefix}/{rows[node][1]}" if prefix else rows[node][1]
+                paths[node] = prefix
+            return paths[pk]
+
+        for pk in rows:
+            path_of(pk)
+        return paths
+
+
 class OrgUnit(models.Model):
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="org_units")
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
     )
     name = models.CharField(_("name"), max_length=100)
+
+    objects = OrgUnitQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -78,6 +108,14 @@ class OrgUnit(models.Model):
     @property
     def is_root(self) -> bool:
         return self.parent_id is None
+
+    def is_empty(self) -> bool:
+        """No sub-OUs and no accounts: only then may it be deleted (nothing is left homeless)."""
+        return not self.children.exists() and not self.accounts.exists()
+
+    def path(self) -> str:
+        """``example.com/Sales/EMEA``: how the console and `manage.py policy` name an OU."""
+        return OrgUnit.objects.paths(self.domain_id)[self.pk]
 
 
 class AccountManager(BaseUserManager):

@@ -69,6 +69,7 @@ class PolicyChange(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_label = models.CharField(max_length=320)  # kept when the account is deleted
+    scope_label = models.CharField(max_length=1000, blank=True)  # the OU's path, kept likewise
     created_at = models.DateTimeField(default=timezone.now)
     old_setting = models.CharField(max_length=7, choices=Setting.choices)
     new_setting = models.CharField(max_length=7, choices=Setting.choices)

@@ -163,6 +163,7 @@ def _record_change(
         org_unit=scope,
         actor=actor,
         actor_label=actor.email,
+        scope_label=scope.path(),
         old_setting=old,
         new_setting=new,
         note=note,

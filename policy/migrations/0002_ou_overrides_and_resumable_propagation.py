@@ -72,6 +72,11 @@ class Migration(migrations.Migration):
         ),
         migrations.AddField(
             model_name='policychange',
+            name='scope_label',
+            field=models.CharField(blank=True, max_length=1000),
+        ),
+        migrations.AddField(
+            model_name='policychange',
             name='cursor_pk',
             field=models.BigIntegerField(default=0),
         ),
