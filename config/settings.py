@@ -195,3 +195,7 @@ SENDGATE_DIRECT_MX_PORT = env.int("SENDGATE_DIRECT_MX_PORT", default=25)
 SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)
 # Messages the sweeper hands one task at a time; a batch shares one connection per server.
 SENDGATE_BATCH_SIZE = env.int("SENDGATE_BATCH_SIZE", default=50)
+# Policy propagation: accounts per UPDATE batch, and how long a worker holds a propagation before
+# beat may hand it to another (renewed after every batch).
+SENDGATE_POLICY_BATCH_SIZE = env.int("SENDGATE_POLICY_BATCH_SIZE", default=5000)
+SENDGATE_POLICY_LEASE_SECONDS = env.int("SENDGATE_POLICY_LEASE_SECONDS", default=60)

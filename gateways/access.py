@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from .models import Domain, SendAsAlias
+from .models import Domain, OrgUnit, SendAsAlias
 
 
 def get_alias_for_user(request: HttpRequest, pk: int) -> SendAsAlias:
@@ -21,3 +21,11 @@ def get_domain_for_admin(request: HttpRequest, pk: int) -> Domain:
 def require_domain_admin(request: HttpRequest) -> None:
     if not request.user.is_domain_admin:
         raise Http404
+
+
+def get_unit_for_admin(request: HttpRequest, domain_pk: int, unit_pk: int) -> OrgUnit:
+    """An OU of a domain the requester administers; anything else is a 404."""
+    domain = get_domain_for_admin(request, domain_pk)
+    return get_object_or_404(
+        OrgUnit.objects.select_related("domain", "parent"), pk=unit_pk, domain=domain
+    )

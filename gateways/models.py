@@ -56,6 +56,34 @@ class Domain(models.Model):
         return self.org_units.get(parent__isnull=True)
 
 
+class OrgUnitQuerySet(models.QuerySet):
+    def paths(self, domain_id: int) -> dict[int, str]:
+        """Every OU's path (``example.com/Sales/EMEA``) from one query, however deep the tree."""
+        rows = {
+            pk: (parent, name)
+            for pk, parent, name in self.filter(domain_id=domain_id).values_list(
+                "pk", "parent_id", "name"
+            )
+        }
+        paths: dict[int, str] = {}
+
+        def path_of(pk: int) -> str:
+            chain = []
+            current: int | None = pk
+            while current is not None and current not in paths:
+                chain.append(current)
+                current = rows[current][0]
+            prefix = paths[current] if current is not None else ""
+            for node in reversed(chain):
+                prefix = f"{prefix}/{rows[node][1]}" if prefix else rows[node][1]
+                paths[node] = prefix
+            return paths[pk]
+
+        for pk in rows:
+            path_of(pk)
+        return paths
+
+
 class OrgUnit(models.Model):
     domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="org_units")
     parent = models.ForeignKey(
@@ -63,15 +91,31 @@ class OrgUnit(models.Model):
     )
     name = models.CharField(_("name"), max_length=100)
 
+    objects = OrgUnitQuerySet.as_manager()
+
     class Meta:
+        ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
                 fields=["domain"], condition=Q(parent__isnull=True), name="one_root_unit_per_domain"
             ),
+            models.UniqueConstraint(fields=["parent", "name"], name="unique_unit_name_per_parent"),
         ]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+    def is_empty(self) -> bool:
+        """No sub-OUs and no accounts: only then may it be deleted (nothing is left homeless)."""
+        return not self.children.exists() and not self.accounts.exists()
+
+    def path(self) -> str:
+        """``example.com/Sales/EMEA``: how the console and `manage.py policy` name an OU."""
+        return OrgUnit.objects.paths(self.domain_id)[self.pk]
 
 
 class AccountManager(BaseUserManager):
@@ -84,11 +128,13 @@ class AccountManager(BaseUserManager):
         domain = extra["domain"]
         if "org_unit" not in extra and domain is not None:
             extra["org_unit"] = domain.root_unit
-        policy = getattr(domain, "outbound_policy", None)
-        if policy is not None:
-            # Born with the domain's current value, so propagation has nothing to catch up on.
-            extra.setdefault("gateways_allowed", policy.allow_user_gateways)
-            extra.setdefault("policy_version", policy.version)
+        if domain is not None and extra["org_unit"] is not None:
+            # Born with its OU's effective value, so propagation has nothing to catch up on.
+            from policy.service import birth_values
+
+            allowed, version = birth_values(domain, extra["org_unit"])
+            extra.setdefault("gateways_allowed", allowed)
+            extra.setdefault("policy_version", version)
         account = self.model(email=email, **extra)
         account.set_password(password)
         account.save(using=self._db)

@@ -1,10 +1,15 @@
 from django.urls import path
 
-from . import views
+from . import unit_views, views
 
 urlpatterns = [
     path("settings/send-as/", views.alias_list, name="alias_list"),
     path("settings/send-as/<int:pk>/confirm/", views.alias_confirm, name="alias_confirm"),
     path("settings/send-as/<int:pk>/resend/", views.alias_resend, name="alias_resend"),
     path("settings/send-as/<int:pk>/delete/", views.alias_delete, name="alias_delete"),
+    path("domains/<int:pk>/units/", unit_views.unit_list, name="unit_list"),
+    path("domains/<int:pk>/units/<int:unit_pk>/", unit_views.unit_detail, name="unit_detail"),
+    path(
+        "domains/<int:pk>/units/<int:unit_pk>/delete/", unit_views.unit_delete, name="unit_delete"
+    ),
 ]

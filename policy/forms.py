@@ -16,3 +16,26 @@ class DomainPolicyForm(forms.Form):
             "gateway (compliance, archiving)."
         ),
     )
+
+
+class UnitPolicyForm(forms.Form):
+    """The setting of one OU below the root: inherit from its parent, or its own allow/deny."""
+
+    setting = forms.ChoiceField(
+        label=_("Per-user outbound gateways"),
+        choices=[
+            ("inherit", _("Inherit from the parent OU")),
+            ("allow", _("Allow")),
+            ("deny", _("Deny")),
+        ],
+    )
+
+
+class AuditFilterForm(forms.Form):
+    unit = forms.TypedChoiceField(label=_("OU"), required=False, coerce=int, empty_value=None)
+    actor = forms.TypedChoiceField(label=_("Admin"), required=False, coerce=int, empty_value=None)
+
+    def __init__(self, *args, unit_choices, actor_choices, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["unit"].choices = [("", _("Every OU")), *unit_choices]
+        self.fields["actor"].choices = [("", _("Every admin")), *actor_choices]

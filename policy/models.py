@@ -8,8 +8,31 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
+class Setting(models.TextChoices):
+    """What an admin chooses for one scope; the root OU cannot inherit."""
+
+    INHERIT = "inherit", _("Inherit")
+    ALLOW = "allow", _("Allow")
+    DENY = "deny", _("Deny")
+
+    @classmethod
+    def of(cls, allow: bool | None) -> Setting:
+        if allow is None:
+            return cls.INHERIT
+        return cls.ALLOW if allow else cls.DENY
+
+    @property
+    def allow(self) -> bool | None:
+        return None if self == Setting.INHERIT else self == Setting.ALLOW
+
+
 class OutboundPolicy(models.Model):
-    """The domain-wide value; off unless an admin turns it on."""
+    """The value at the domain's root OU, and the domain's change counter.
+
+    ``version`` numbers every save and structural change in the domain; an account's
+    ``policy_version`` says which of them last wrote its value, so an older propagation never
+    overwrites a newer one.
+    """
 
     domain = models.OneToOneField(
         "gateways.Domain", on_delete=models.CASCADE, related_name="outbound_policy"
@@ -19,6 +42,18 @@ class OutboundPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.domain}: {'allow' if self.allow_user_gateways else 'deny'}"
+
+
+class UnitOverride(models.Model):
+    """An OU below the root that does not inherit: its own allow/deny. No row means inherit."""
+
+    org_unit = models.OneToOneField(
+        "gateways.OrgUnit", on_delete=models.CASCADE, related_name="policy_override"
+    )
+    allow = models.BooleanField()
+
+    def __str__(self) -> str:
+        return f"{self.org_unit}: {'allow' if self.allow else 'deny'}"
 
 
 class PolicyChange(models.Model):
@@ -34,12 +69,22 @@ class PolicyChange(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_label = models.CharField(max_length=320)  # kept when the account is deleted
+    scope_label = models.CharField(max_length=1000, blank=True)  # the OU's path, kept likewise
     created_at = models.DateTimeField(default=timezone.now)
-    old_value = models.BooleanField()
-    new_value = models.BooleanField()
+    old_setting = models.CharField(max_length=7, choices=Setting.choices)
+    new_setting = models.CharField(max_length=7, choices=Setting.choices)
+    note = models.CharField(max_length=300, blank=True)  # e.g. an OU move that changed values
     version = models.PositiveIntegerField()
+    # What propagation writes: the scope's effective value after the save, to the accounts of the
+    # OUs it governs (snapshot at save time; sub-OUs that override are not in the list).
+    applied_value = models.BooleanField(default=False)
+    unit_ids = models.JSONField(default=list)
     accounts_total = models.PositiveIntegerField(default=0)
     accounts_applied = models.PositiveIntegerField(default=0)
+    # Resume point: every governed account with a pk up to here has been handled.
+    cursor_pk = models.BigIntegerField(default=0)
+    # A worker holds the change until then; beat restarts it only once the lease has run out.
+    lease_until = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     superseded = models.BooleanField(default=False)
 
@@ -50,7 +95,13 @@ class PolicyChange(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.domain} v{self.version}: {self.old_value} -> {self.new_value}"
+        return f"{self.domain} v{self.version}: {self.old_setting} -> {self.new_setting}"
+
+    @property
+    def shown_applied(self) -> int:
+        # Accounts created in or moved into a governed OU meanwhile can push the count past the
+        # total taken at save time; never show "12 of 10".
+        return min(self.accounts_applied, self.accounts_total)
 
     @property
     def is_propagating(self) -> bool:

@@ -12,6 +12,10 @@ def propagate_policy(change_id: int) -> None:
 
 @shared_task
 def resume_propagation() -> None:
-    """Beat: restart any propagation whose task was lost or whose worker died."""
-    for change_id in service.unfinished_change_ids():
+    """Beat: restart propagations whose task was lost or whose worker died (lease run out).
+
+    A running propagation renews its lease every batch, so beat does not start a duplicate; if it
+    did anyway, the claim in ``propagate`` lets only one of them work.
+    """
+    for change_id in service.resumable_change_ids():
         propagate_policy.delay(change_id)

@@ -1,4 +1,4 @@
-"""The domain admin's policy pages."""
+"""The domain admin's policy pages: the OU tree with effective values, saves, progress, audit."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
-from gateways.access import get_domain_for_admin, require_domain_admin
-from gateways.models import Domain
+from gateways.access import get_domain_for_admin, get_unit_for_admin, require_domain_admin
+from gateways.models import Account, Domain, OrgUnit
 
-from .forms import DomainPolicyForm
-from .service import current_policy, set_domain_policy
+from .forms import AuditFilterForm, DomainPolicyForm, UnitPolicyForm
+from .models import PolicyChange, Setting
+from .service import current_policy, policy_tree, set_domain_policy, set_unit_policy
+
+AUDIT_PAGE = 200
 
 
 @login_required
@@ -20,6 +24,13 @@ def domain_list(request: HttpRequest) -> HttpResponse:
     require_domain_admin(request)
     domains = Domain.objects.for_admin(request.user).select_related("outbound_policy")
     return render(request, "policy/domain_list.html", {"domains": domains})
+
+
+def _saved_message(request: HttpRequest, change: PolicyChange | None) -> None:
+    if change is None:
+        messages.info(request, _("Nothing changed."))
+    else:
+        messages.success(request, _("Saved. Applying the new setting to every affected account."))
 
 
 @login_required
@@ -32,15 +43,16 @@ def domain_policy(request: HttpRequest, pk: int) -> HttpResponse:
             change = set_domain_policy(
                 domain, form.cleaned_data["allow_user_gateways"], request.user
             )
-            if change is None:
-                messages.info(request, _("Nothing changed."))
-            else:
-                messages.success(request, _("Saved. Applying the new setting to every account."))
+            _saved_message(request, change)
             return redirect("domain_policy", pk=domain.pk)
     else:
         form = DomainPolicyForm(
             initial={"allow_user_gateways": "1" if policy.allow_user_gateways else "0"}
         )
+    rows = [
+        (row, UnitPolicyForm(initial={"setting": row.setting}, prefix=f"unit{row.unit.pk}"))
+        for row in policy_tree(domain)
+    ]
     return render(
         request,
         "policy/domain_policy.html",
@@ -48,14 +60,70 @@ def domain_policy(request: HttpRequest, pk: int) -> HttpResponse:
             "domain": domain,
             "policy": policy,
             "form": form,
-            "changes": domain.policy_changes.all()[:20],
+            "rows": rows,
+            "changes": domain.policy_changes.all()[:10],
+            **progress_context(domain),
         },
     )
 
 
 @login_required
+@require_POST
+def unit_policy(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+    """Save one OU's override (the root OU is saved through the domain form)."""
+    unit = get_unit_for_admin(request, pk, unit_pk)
+    form = UnitPolicyForm(request.POST, prefix=f"unit{unit.pk}")
+    if unit.is_root or not form.is_valid():
+        messages.error(request, _("Choose inherit, allow or deny for an OU below the top."))
+    else:
+        change = set_unit_policy(unit, Setting(form.cleaned_data["setting"]), request.user)
+        _saved_message(request, change)
+    return redirect("domain_policy", pk=unit.domain_id)
+
+
+def progress_context(domain: Domain) -> dict:
+    """The latest change, and any older one still running (a save elsewhere in the tree)."""
+    latest = domain.policy_changes.first()
+    running = list(
+        domain.policy_changes.filter(finished_at__isnull=True, superseded=False).exclude(
+            pk=getattr(latest, "pk", None)
+        )
+    )
+    shown = ([latest] if latest else []) + running
+    return {
+        "domain": domain,
+        "progress_changes": shown,
+        "propagating": any(change.is_propagating for change in shown),
+    }
+
+
+@login_required
 def propagation_progress(request: HttpRequest, pk: int) -> HttpResponse:
-    """htmx partial: the latest change's progress; polling stops once it has been applied."""
+    """htmx partial: propagation progress; polling stops once everything has been applied."""
     domain = get_domain_for_admin(request, pk)
-    change = domain.policy_changes.first()
-    return render(request, "policy/partials/progress.html", {"domain": domain, "change": change})
+    return render(request, "policy/partials/progress.html", progress_context(domain))
+
+
+@login_required
+def audit_log(request: HttpRequest, pk: int) -> HttpResponse:
+    """Every recorded change of the domain, newest first, filterable by OU and by admin."""
+    domain = get_domain_for_admin(request, pk)
+    paths = OrgUnit.objects.paths(domain.pk)
+    actor_ids = domain.policy_changes.exclude(actor=None).values_list("actor", flat=True)
+    actors = Account.objects.filter(pk__in=actor_ids).order_by("email")
+    form = AuditFilterForm(
+        request.GET or None,
+        unit_choices=sorted(paths.items(), key=lambda item: item[1]),
+        actor_choices=[(a.pk, a.email) for a in actors],
+    )
+    changes = domain.policy_changes.all()
+    if form.is_valid():
+        if form.cleaned_data["unit"]:
+            changes = changes.filter(org_unit_id=form.cleaned_data["unit"])
+        if form.cleaned_data["actor"]:
+            changes = changes.filter(actor_id=form.cleaned_data["actor"])
+    return render(
+        request,
+        "policy/audit_log.html",
+        {"domain": domain, "form": form, "changes": changes[:AUDIT_PAGE]},
+    )

@@ -165,9 +165,7 @@ def _database_url() -> str:
     return f"postgres://{s['USER']}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-@pytest.fixture
-def start_worker(transactional_db, settings, tmp_path) -> Iterator:
-    """Start `celery worker` processes on the configured broker and the test database."""
+def _require_broker(settings) -> None:
     if settings.CELERY_BROKER_URL.startswith("redis://"):
         import redis
 
@@ -175,65 +173,83 @@ def start_worker(transactional_db, settings, tmp_path) -> Iterator:
             redis.Redis.from_url(settings.CELERY_BROKER_URL).ping()
         except redis.exceptions.ConnectionError:
             missing(f"Redis at {settings.CELERY_BROKER_URL} is not reachable")
+
+
+def start_worker(settings, log: Path, **extra_env: str) -> subprocess.Popen:
+    """Start `celery worker` as its own process on the configured broker and test database."""
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=_database_url(),
+        SENDGATE_EXTRA_CA_FILE=settings.SENDGATE_EXTRA_CA_FILE,
+        SENDGATE_SMTP_ALLOWED_NETWORKS=",".join(settings.SENDGATE_SMTP_ALLOWED_NETWORKS),
+        SENDGATE_SMTP_ALLOWED_PORTS=",".join(settings.SENDGATE_SMTP_ALLOWED_PORTS),
+        **extra_env,
+    )
+    with open(log, "w") as out:
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                settings.CELERY_TASK_DEFAULT_QUEUE,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while "ready." not in log.read_text():
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.kill()
+            pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
+        time.sleep(0.2)
+    worker.log = log
+    return worker
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    if worker.poll() is not None:
+        return
+    worker.terminate()
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+@pytest.fixture
+def worker_factory(transactional_db, settings, tmp_path) -> Iterator:
+    """Start real worker processes on demand (with extra environment); all stopped afterwards."""
+    _require_broker(settings)
     workers: list[subprocess.Popen] = []
 
     def start(**extra_env: str) -> subprocess.Popen:
-        env = dict(
-            os.environ,
-            DJANGO_SETTINGS_MODULE="tests.settings",
-            DATABASE_URL=_database_url(),
-            SENDGATE_EXTRA_CA_FILE=settings.SENDGATE_EXTRA_CA_FILE,
-            SENDGATE_SMTP_ALLOWED_NETWORKS=",".join(settings.SENDGATE_SMTP_ALLOWED_NETWORKS),
-            SENDGATE_SMTP_ALLOWED_PORTS=",".join(settings.SENDGATE_SMTP_ALLOWED_PORTS),
-            **extra_env,
-        )
-        log = tmp_path / f"worker-{len(workers)}.log"
-        with open(log, "w") as out:
-            worker = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "config",
-                    "worker",
-                    "--pool",
-                    "solo",
-                    "--loglevel",
-                    "INFO",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-Q",
-                    settings.CELERY_TASK_DEFAULT_QUEUE,
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        worker = start_worker(settings, tmp_path / f"worker{len(workers)}.log", **extra_env)
         workers.append(worker)
-        deadline = time.monotonic() + 60
-        while "ready." not in log.read_text():
-            if worker.poll() is not None or time.monotonic() > deadline:
-                worker.kill()
-                pytest.fail(f"the Celery worker did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-        worker.log = log
         return worker
 
     yield start
     for worker in workers:
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
 
 
 @pytest.fixture
-def celery_worker(start_worker) -> subprocess.Popen:
-    """One real worker process for the test."""
-    return start_worker()
+def celery_worker(worker_factory) -> subprocess.Popen:
+    """One real Celery worker process on the configured broker and test database."""
+    return worker_factory()
 
 
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval: float = 0.1):

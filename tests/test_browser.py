@@ -203,3 +203,53 @@ def test_admin_allows_gateways_and_user_alias_mail_goes_through_partner_server_i
     expect(alias_row).to_contain_text("disabled by your administrator")
     # docs/console-send-as.png in the README is a copy of this one, refreshed by hand.
     page.screenshot(path=str(tmp_path / "send-as-disabled.png"), full_page=True)
+
+
+@pytest.mark.browser
+@pytest.mark.worker
+def test_admin_overrides_one_ou_and_watches_the_propagation_reach_the_end(
+    chromium_page, live_server, people, worker_factory
+):
+    from gateways.models import Account, OrgUnit
+
+    page = chromium_page
+    base = live_server.url
+    root = people.domain.root_unit
+    sales = OrgUnit.objects.create(domain=people.domain, parent=root, name="Sales")
+    OrgUnit.objects.create(domain=people.domain, parent=sales, name="EMEA")
+    Account.objects.bulk_create(
+        Account(email=f"s{n}@example.com", domain=people.domain, org_unit=sales, password="!")
+        for n in range(400)
+    )
+
+    log_in(page, base, people.admin.email)
+    page.goto(f"{base}/domains/")
+    page.get_by_role("link", name="example.com").click()
+    sales_row = page.locator('tr[data-unit="Sales"]')
+    expect(sales_row).to_contain_text("inherited from example.com")
+    sales_row.locator("select").select_option("allow")
+    sales_row.get_by_role("button", name="Save").click()
+    expect(page.locator(".flash")).to_contain_text("Saved.")
+    expect(sales_row).to_contain_text("set here")
+    expect(page.locator('tr[data-unit="EMEA"]')).to_contain_text("inherited from Sales")
+    expect(page.locator('tr[data-unit="EMEA"] .effective')).to_have_text("Allowed")
+    expect(page.locator('tr[data-unit="example.com"] .effective')).to_have_text("Off")
+
+    # No worker yet: the page says honestly that nothing has been applied so far.
+    progress = page.locator("#progress")
+    expect(progress).to_contain_text("Still propagating: applied to 0 of 400 accounts")
+    expect_htmx_loaded(page)
+
+    # A worker starts; the progress line, polled by htmx, reaches the end without a reload.
+    worker_factory(SENDGATE_POLICY_BATCH_SIZE="25")
+    expect(progress).to_contain_text(
+        re.compile(r"Applied to all 400 accounts at \d{4}-"), timeout=SLOW
+    )
+    expect(progress).not_to_have_attribute("hx-trigger", re.compile(".*"))  # polling stopped
+    assert set(
+        Account.objects.filter(org_unit=sales).values_list("gateways_allowed", flat=True)
+    ) == {True}
+
+    page.get_by_role("link", name="Audit log").first.click()
+    expect(page.locator("table.audit")).to_contain_text("example.com/Sales")
+    expect(page.locator("table.audit")).to_contain_text("Inherit → Allow")

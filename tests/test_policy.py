@@ -26,10 +26,10 @@ def test_admin_saving_the_policy_records_who_changed_what_and_queues_propagation
         )
     assert response.status_code == 302
     change = PolicyChange.objects.get()
-    assert (change.actor, change.old_value, change.new_value, change.version) == (
+    assert (change.actor, change.old_setting, change.new_setting, change.version) == (
         people.admin,
-        False,
-        True,
+        "deny",
+        "allow",
         1,
     )
     assert change.accounts_total == 2  # admin and ann; the other domain is untouched
@@ -100,3 +100,29 @@ def test_new_account_is_born_with_the_current_policy(people):
     set_domain_policy(people.domain, True, people.admin)
     newcomer = Account.objects.create_user("new@example.com", PASSWORD)
     assert newcomer.gateways_allowed and newcomer.policy_version == 1
+
+
+def test_beat_leaves_a_propagation_with_a_live_lease_to_its_worker(people):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from policy.service import resumable_change_ids
+
+    change = set_domain_policy(people.domain, True, people.admin)
+    assert resumable_change_ids() == [change.pk]  # its task may have been lost: beat sends one
+
+    PolicyChange.objects.filter(pk=change.pk).update(
+        lease_until=timezone.now() + timedelta(minutes=1)
+    )
+    assert resumable_change_ids() == []
+    propagate(change.pk)  # a duplicate task while the lease is held does nothing
+    assert not Account.objects.filter(gateways_allowed=True).exists()
+
+    PolicyChange.objects.filter(pk=change.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    assert resumable_change_ids() == [change.pk]
+    propagate(change.pk)
+    change.refresh_from_db()
+    assert change.finished_at and change.lease_until is None

@@ -75,7 +75,7 @@ def test_sweeper_recovers_a_message_whose_wake_up_was_lost(world, celery_worker)
 
 
 def test_killing_a_worker_mid_batch_loses_no_message(
-    people, smtp_peer, trust_test_ca, start_worker
+    people, smtp_peer, trust_test_ca, worker_factory
 ):
     """SIGKILL a worker while it delivers 200 messages; a new worker and the sweeper finish."""
     from outbound.tasks import sweep_outbox
@@ -85,7 +85,7 @@ def test_killing_a_worker_mid_batch_loses_no_message(
     people.domain.save()
     # A short lease, so the claim the killed worker held is taken back within seconds.
     lease = {"SENDGATE_CLAIM_LEASE_SECONDS": "2"}
-    first = start_worker(**lease)
+    first = worker_factory(**lease)
     ids = [
         accept_message(people.user, people.user.email, [f"r{n}@elsewhere.test"], f"#{n}", "B").pk
         for n in range(200)
@@ -95,7 +95,7 @@ def test_killing_a_worker_mid_batch_loses_no_message(
     first.wait()
     delivered_before_kill = len(gateway.messages)
 
-    start_worker(**lease)
+    worker_factory(**lease)
 
     def all_done() -> bool:
         sweep_outbox.delay()  # what beat does every 30 s
@@ -153,7 +153,7 @@ def private_redis():
 
 
 def test_restarting_redis_mid_run_loses_no_message(
-    people, smtp_peer, trust_test_ca, start_worker, private_redis
+    people, smtp_peer, trust_test_ca, worker_factory, private_redis
 ):
     """Redis keeps nothing on disk: every queued wake-up dies with it; the outbox does not."""
     from config.celery import app
@@ -164,7 +164,7 @@ def test_restarting_redis_mid_run_loses_no_message(
     gateway = smtp_peer("relay@example.com", "relay-secret")
     people.domain.outbound_gateway = server_for(gateway)
     people.domain.save()
-    start_worker(CELERY_BROKER_URL=url, SENDGATE_CLAIM_LEASE_SECONDS="2")
+    worker_factory(CELERY_BROKER_URL=url, SENDGATE_CLAIM_LEASE_SECONDS="2")
 
     def sweep() -> None:  # what beat's sweeper does, on the private Redis
         with app.connection_for_write(url) as connection:

@@ -1,0 +1,104 @@
+"""Forms of the OU pages: every choice narrowed to the admin's domain."""
+
+from __future__ import annotations
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from .addresses import normalize_address, reject_control_characters
+from .models import Account, Domain, OrgUnit
+
+
+def unit_field(label: str, domain_id: int, exclude: set[int] = frozenset()) -> forms.Field:
+    """A choice of the domain's OUs, labelled by path and ordered like the tree."""
+    paths = OrgUnit.objects.paths(domain_id)
+    field = forms.ModelChoiceField(
+        label=label, queryset=OrgUnit.objects.filter(domain_id=domain_id).exclude(pk__in=exclude)
+    )
+    field.label_from_instance = lambda unit: paths[unit.pk]
+    return field
+
+
+def _clean_name(name: str) -> str:
+    name = reject_control_characters(name.strip())
+    if "/" in name:
+        raise ValidationError(_("An OU name cannot contain “/”: it separates OUs in a path."))
+    if not name:
+        raise ValidationError(_("Enter a name."))
+    return name
+
+
+def _check_sibling_name(parent: OrgUnit, name: str, exclude: OrgUnit | None = None) -> None:
+    siblings = OrgUnit.objects.filter(parent=parent, name=name)
+    if exclude is not None:
+        siblings = siblings.exclude(pk=exclude.pk)
+    if siblings.exists():
+        raise ValidationError(
+            {"name": _("%(parent)s already has an OU with this name.") % {"parent": parent}}
+        )
+
+
+class UnitCreateForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100)
+
+    def __init__(self, *args, domain: Domain, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["parent"] = unit_field(_("Inside"), domain.pk)
+
+    def clean_name(self) -> str:
+        return _clean_name(self.cleaned_data["name"])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("name") and data.get("parent"):
+            _check_sibling_name(data["parent"], data["name"])
+        return data
+
+
+class UnitRenameForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100)
+
+    def __init__(self, *args, unit: OrgUnit, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.unit = unit
+
+    def clean_name(self) -> str:
+        name = _clean_name(self.cleaned_data["name"])
+        if self.unit.parent is not None:
+            _check_sibling_name(self.unit.parent, name, exclude=self.unit)
+        return name
+
+
+class UnitMoveForm(forms.Form):
+    def __init__(self, *args, unit: OrgUnit, excluded: set[int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.unit = unit
+        # The OU itself and its own sub-OUs are not offered: a move there would make a cycle.
+        self.fields["parent"] = unit_field(_("Move into"), unit.domain_id, excluded)
+
+    def clean_parent(self) -> OrgUnit:
+        parent = self.cleaned_data["parent"]
+        _check_sibling_name(parent, self.unit.name)
+        return parent
+
+
+class AccountMoveForm(forms.Form):
+    """Move one account, named by its address (a select of 100,000 accounts helps nobody)."""
+
+    email = forms.CharField(label=_("Account address"), max_length=254)
+
+    def __init__(self, *args, domain: Domain, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.domain = domain
+        self.fields["unit"] = unit_field(_("Move to"), domain.pk)
+
+    def clean_email(self) -> Account:
+        address = normalize_address(self.cleaned_data["email"])
+        account = Account.objects.filter(domain=self.domain, email=address).first()
+        if account is None:
+            raise ValidationError(
+                _("No account %(address)s in %(domain)s.")
+                % {"address": address, "domain": self.domain}
+            )
+        return account

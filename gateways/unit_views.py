@@ -1,0 +1,134 @@
+"""The domain admin's OU pages: the tree, create, rename, move, delete, and moving accounts."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+
+from policy.inheritance import subtree
+from policy.service import PolicyError, move_account, move_unit, policy_tree, unit_settings
+
+from .access import get_domain_for_admin, get_unit_for_admin
+from .models import Account, OrgUnit
+from .unit_forms import AccountMoveForm, UnitCreateForm, UnitMoveForm, UnitRenameForm
+
+ACCOUNTS_SHOWN = 50
+
+
+@login_required
+def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
+    domain = get_domain_for_admin(request, pk)
+    form = UnitCreateForm(
+        request.POST or None, domain=domain, initial={"parent": domain.root_unit.pk}
+    )
+    if request.method == "POST" and form.is_valid():
+        unit = OrgUnit.objects.create(
+            domain=domain, parent=form.cleaned_data["parent"], name=form.cleaned_data["name"]
+        )
+        messages.success(
+            request, _("%(unit)s created; it inherits its parent's policy.") % {"unit": unit}
+        )
+        return redirect("unit_list", pk=domain.pk)
+    counts = dict(
+        Account.objects.filter(domain=domain)
+        .values_list("org_unit")
+        .annotate(n=Count("pk"))
+        .values_list("org_unit", "n")
+    )
+    rows = [(row, counts.get(row.unit.pk, 0)) for row in policy_tree(domain)]
+    return render(
+        request, "gateways/unit_list.html", {"domain": domain, "rows": rows, "form": form}
+    )
+
+
+def _move_form(unit: OrgUnit, data=None) -> UnitMoveForm:
+    excluded = subtree(unit_settings(unit.domain_id, root_allow=False), unit.pk)
+    return UnitMoveForm(data, unit=unit, excluded=excluded, prefix="move")
+
+
+@login_required
+def unit_detail(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+    unit = get_unit_for_admin(request, pk, unit_pk)
+    domain = unit.domain
+    action = request.POST.get("action") if request.method == "POST" else None
+    rename = UnitRenameForm(
+        request.POST if action == "rename" else None,
+        unit=unit,
+        initial={"name": unit.name},
+        prefix="rename",
+    )
+    move = None if unit.is_root else _move_form(unit, request.POST if action == "move" else None)
+    move_acc = AccountMoveForm(
+        request.POST if action == "move_account" else None,
+        domain=domain,
+        initial={"unit": unit.pk},
+        prefix="account",
+    )
+    if action == "rename" and rename.is_valid():
+        unit.name = rename.cleaned_data["name"]
+        unit.save(update_fields=["name"])
+        messages.success(request, _("Renamed to %(name)s.") % {"name": unit.name})
+        return redirect("unit_detail", pk=domain.pk, unit_pk=unit.pk)
+    if action == "move" and move is not None and move.is_valid():
+        try:
+            change = move_unit(unit, move.cleaned_data["parent"], request.user)
+        except PolicyError as exc:
+            move.add_error("parent", str(exc))
+        else:
+            if change is None:
+                messages.success(request, _("Moved. Its accounts keep their policy value."))
+            else:
+                messages.success(
+                    request, _("Moved. Applying the newly inherited policy to its accounts.")
+                )
+            return redirect("unit_detail", pk=domain.pk, unit_pk=unit.pk)
+    if action == "move_account" and move_acc.is_valid():
+        account, target = move_acc.cleaned_data["email"], move_acc.cleaned_data["unit"]
+        try:
+            move_account(account, target)
+        except PolicyError as exc:
+            move_acc.add_error("unit", str(exc))
+        else:
+            messages.success(
+                request,
+                _("%(account)s moved to %(unit)s.") % {"account": account, "unit": target},
+            )
+            return redirect("unit_detail", pk=domain.pk, unit_pk=unit.pk)
+    accounts = unit.accounts.order_by("email")
+    return render(
+        request,
+        "gateways/unit_detail.html",
+        {
+            "domain": domain,
+            "unit": unit,
+            "path": unit.path(),
+            "rename": rename,
+            "move": move,
+            "move_account": move_acc,
+            "accounts": accounts[:ACCOUNTS_SHOWN],
+            "account_count": accounts.count(),
+            "can_delete": not unit.is_root and unit.is_empty(),
+        },
+    )
+
+
+@login_required
+def unit_delete(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+    unit = get_unit_for_admin(request, pk, unit_pk)
+    domain = unit.domain
+    if unit.is_root or not unit.is_empty():
+        messages.error(
+            request,
+            _("Only an empty OU can be deleted: move its accounts and sub-OUs elsewhere first."),
+        )
+        return redirect("unit_detail", pk=domain.pk, unit_pk=unit.pk)
+    if request.method == "POST":
+        name = str(unit)
+        unit.delete()
+        messages.success(request, _("%(unit)s deleted.") % {"unit": name})
+        return redirect("unit_list", pk=domain.pk)
+    return render(request, "gateways/unit_delete.html", {"domain": domain, "unit": unit})
