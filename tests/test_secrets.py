@@ -46,3 +46,33 @@ def test_a_value_under_a_removed_key_fails_loudly(db, settings, keys):
     settings.SENDGATE_SECRETS_KEYS = f"new:{new}"
     with pytest.raises(secrets.SecretUnreadable, match="'old', which is not configured"):
         SmtpServer.objects.get(pk=server.pk)
+
+
+def test_rotate_secrets_moves_every_password_to_the_new_key(db, settings, keys):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    old, new = keys
+    servers = [SmtpServer.objects.create(host=f"h{n}.test", password=f"pw{n}") for n in range(3)]
+    SmtpServer.objects.create(host="nopassword.test")  # nothing to rotate
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new},old:{old}"
+    out = StringIO()
+    call_command("rotate_secrets", stdout=out)
+    assert "Re-encrypted 3 password(s) under key 'new'; 0 stored under another key." in (
+        out.getvalue()
+    )
+
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new}"  # the old key is gone now
+    assert [SmtpServer.objects.get(pk=s.pk).password for s in servers] == ["pw0", "pw1", "pw2"]
+    assert all(stored_password(s).startswith("new:") for s in servers)
+
+
+def test_rotate_secrets_stops_on_a_password_no_configured_key_can_read(db, settings, keys):
+    from django.core.management import CommandError, call_command
+
+    _old, new = keys
+    SmtpServer.objects.create(host="h.test", password="pw")
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new}"  # old key removed too early
+    with pytest.raises(CommandError, match="'old', which is not configured"):
+        call_command("rotate_secrets")
