@@ -179,6 +179,12 @@ SENDGATE_SMTP_ALLOWED_PORTS = env.list(
 # Whether users may pick "no TLS" (port 25 only) for their own SMTP server. Off: passwords and
 # mail would cross the internet in clear.
 SENDGATE_SMTP_ALLOW_PLAINTEXT = env.bool("SENDGATE_SMTP_ALLOW_PLAINTEXT", default=False)
+# The console's public address, for links in mails (confirmation links).
+SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://127.0.0.1:8000")
+# A send-as confirmation code is valid this many hours.
+SENDGATE_CONFIRMATION_HOURS = env.int("SENDGATE_CONFIRMATION_HOURS", default=72)
+# Connection tests a user may run per hour (each one dials a server on their behalf).
+SENDGATE_CONNECTION_TESTS_PER_HOUR = env.int("SENDGATE_CONNECTION_TESTS_PER_HOUR", default=20)
 # The whole SMTP session of one attempt (connect to QUIT) must finish within this many seconds.
 SENDGATE_SMTP_DEADLINE = env.float("SENDGATE_SMTP_DEADLINE", default=60.0)
 SENDGATE_SMTP_HELO_NAME = env.str("SENDGATE_SMTP_HELO_NAME", default="sendgate.localhost")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
@@ -8,6 +9,97 @@ from .addresses import domain_of, normalize_address, reject_control_characters
 from .models import Account, Domain, SendAsAlias, SmtpServer
 
 SMTP_FIELDS = ("smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password")
+
+
+class SmtpServerForm(forms.Form):
+    """The SMTP server of an alias, for adding and editing. The password is write-only."""
+
+    smtp_host = forms.CharField(
+        label=_("SMTP server"),
+        max_length=253,
+        required=False,
+        help_text=_("Leave empty to send through your organisation's servers."),
+    )
+    smtp_port = forms.IntegerField(
+        label=_("Port"), min_value=1, max_value=65535, initial=587, required=False
+    )
+    smtp_security = forms.ChoiceField(label=_("Security"), required=False)
+    smtp_username = forms.CharField(label=_("Username"), max_length=320, required=False)
+    smtp_password = forms.CharField(
+        label=_("Password"),
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+    )
+
+    def __init__(self, *args, instance: SmtpServer | None = None, **kwargs) -> None:
+        self.instance = instance
+        if instance is not None:
+            kwargs.setdefault(
+                "initial",
+                {
+                    "smtp_host": instance.host,
+                    "smtp_port": instance.port,
+                    "smtp_security": instance.security,
+                    "smtp_username": instance.username,
+                },
+            )
+        super().__init__(*args, **kwargs)
+        choices = [
+            (SmtpServer.Security.STARTTLS.value, SmtpServer.Security.STARTTLS.label),
+            (SmtpServer.Security.TLS.value, SmtpServer.Security.TLS.label),
+        ]
+        if settings.SENDGATE_SMTP_ALLOW_PLAINTEXT:
+            choices.append((SmtpServer.Security.NONE.value, SmtpServer.Security.NONE.label))
+        self.fields["smtp_security"].choices = choices
+        self.fields["smtp_security"].initial = SmtpServer.Security.STARTTLS
+        if instance is not None:
+            self.fields["smtp_password"].help_text = _(
+                "Leave empty to keep the saved password. Changing the server or the username "
+                "needs the password again."
+            )
+
+    def clean_smtp_host(self) -> str:
+        host = reject_control_characters(self.cleaned_data["smtp_host"].strip().rstrip("."))
+        return host.removeprefix("[").removesuffix("]").lower()
+
+    def clean_smtp_username(self) -> str:
+        return reject_control_characters(self.cleaned_data["smtp_username"])
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if not data.get("smtp_host"):
+            return data
+        port = data.get("smtp_port")
+        if not port:
+            self.add_error("smtp_port", _("Enter the server's port, usually 587 or 465."))
+        if data.get("smtp_security") == SmtpServer.Security.NONE and port != 25:
+            self.add_error(
+                "smtp_security", _("A connection without TLS is only allowed on port 25.")
+            )
+        if not data.get("smtp_username"):
+            self.add_error("smtp_username", _("Enter the username for this server."))
+        if not data.get("smtp_password"):
+            old = self.instance
+            if old is None or (old.host, old.username) != (
+                data["smtp_host"],
+                data.get("smtp_username"),
+            ):
+                self.add_error("smtp_password", _("Enter the password for this server."))
+        return data
+
+    def server(self) -> SmtpServer | None:
+        """The server as it would be saved (not saved yet), or None when the host is empty."""
+        data = self.cleaned_data
+        if not data.get("smtp_host"):
+            return None
+        server = self.instance or SmtpServer()
+        server.host = data["smtp_host"]
+        server.port = data["smtp_port"]
+        server.security = data["smtp_security"] or SmtpServer.Security.STARTTLS
+        server.username = data["smtp_username"]
+        if data["smtp_password"]:
+            server.password = data["smtp_password"]
+        return server
 
 
 class AliasForm(forms.Form):
@@ -19,41 +111,37 @@ class AliasForm(forms.Form):
         required=False,
         help_text=_("Optional: where replies should go instead."),
     )
-    treat_as_alias = forms.BooleanField(label=_("Treat as an alias"), required=False, initial=True)
-    smtp_host = forms.CharField(
-        label=_("SMTP server"),
-        max_length=253,
+    treat_as_alias = forms.BooleanField(
+        label=_("Treat as an alias"),
         required=False,
-        help_text=_("Leave empty to send through your organisation's servers."),
-    )
-    smtp_port = forms.IntegerField(
-        label=_("Port"), min_value=1, max_value=65535, initial=587, required=False
-    )
-    smtp_security = forms.ChoiceField(
-        label=_("Security"),
-        choices=[c for c in SmtpServer.Security.choices if c[0] != SmtpServer.Security.NONE],
-        initial=SmtpServer.Security.STARTTLS,
-        required=False,
-    )
-    smtp_username = forms.CharField(label=_("Username"), max_length=320, required=False)
-    smtp_password = forms.CharField(
-        label=_("Password"),
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
+        initial=True,
+        help_text=_("Mail to this address is yours too: replies to it come from it."),
     )
 
-    def __init__(self, *args, account: Account, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, account: Account, alias: SendAsAlias | None = None, **kwargs):
         self.account = account
-        if not account.gateways_allowed:
-            for name in SMTP_FIELDS:
-                del self.fields[name]
+        self.instance = alias
+        if alias is not None:
+            kwargs.setdefault(
+                "initial",
+                {
+                    "display_name": alias.display_name,
+                    "address": alias.address,
+                    "reply_to": alias.reply_to,
+                    "treat_as_alias": alias.treat_as_alias,
+                },
+            )
+        super().__init__(*args, **kwargs)
+        if alias is not None:
+            self.fields["address"].disabled = True  # a new address is a new alias to prove
 
     def clean_display_name(self) -> str:
         return reject_control_characters(self.cleaned_data["display_name"].strip())
 
     def clean_address(self) -> str:
         address = normalize_address(self.cleaned_data["address"])
+        if self.instance is not None:
+            return address
         if address == self.account.email:
             raise ValidationError(_("This is already your primary address."))
         if Domain.objects.filter(name=domain_of(address)).exists():
@@ -68,12 +156,6 @@ class AliasForm(forms.Form):
         value = self.cleaned_data["reply_to"].strip()
         return normalize_address(value) if value else ""
 
-    def clean_smtp_host(self) -> str:
-        return reject_control_characters(self.cleaned_data["smtp_host"].strip().rstrip("."))
-
-    def clean_smtp_username(self) -> str:
-        return reject_control_characters(self.cleaned_data["smtp_username"])
-
     def clean(self) -> dict:
         data = super().clean()
         if not self.account.gateways_allowed and any(self.data.get(f) for f in SMTP_FIELDS):
@@ -83,36 +165,15 @@ class AliasForm(forms.Form):
                     "cannot have its own SMTP server."
                 )
             )
-        if data.get("smtp_host"):
-            if not data.get("smtp_port"):
-                self.add_error("smtp_port", _("Enter the server's port, usually 587 or 465."))
-            if not data.get("smtp_username") or not data.get("smtp_password"):
-                self.add_error(
-                    "smtp_password", _("Enter the username and password for this server.")
-                )
         return data
-
-    def smtp_server(self) -> SmtpServer | None:
-        data = self.cleaned_data
-        if not data.get("smtp_host"):
-            return None
-        return SmtpServer(
-            host=data["smtp_host"],
-            port=data["smtp_port"],
-            security=data["smtp_security"] or SmtpServer.Security.STARTTLS,
-            username=data["smtp_username"],
-            password=data["smtp_password"],
-        )
 
     def alias(self) -> SendAsAlias:
         data = self.cleaned_data
-        return SendAsAlias(
-            account=self.account,
-            display_name=data["display_name"],
-            address=data["address"],
-            reply_to=data["reply_to"],
-            treat_as_alias=data["treat_as_alias"],
-        )
+        alias = self.instance or SendAsAlias(account=self.account, address=data["address"])
+        alias.display_name = data["display_name"]
+        alias.reply_to = data["reply_to"]
+        alias.treat_as_alias = data["treat_as_alias"]
+        return alias
 
 
 class ConfirmAliasForm(forms.Form):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -161,6 +162,9 @@ class Account(AbstractBaseUser, PermissionsMixin):
     # Routing reads this at every delivery attempt.
     gateways_allowed = models.BooleanField(default=False)
     policy_version = models.PositiveIntegerField(default=0)
+    reply_from_received_address = models.BooleanField(
+        _("reply from the address the mail was sent to"), default=True
+    )
 
     objects = AccountManager()
 
@@ -221,6 +225,16 @@ class SmtpServer(models.Model):
         self.paused_at = None
         self.pause_reason = ""
 
+    @classmethod
+    def pause_if_running(cls, pk: int, reason: str) -> bool:
+        """Pause server ``pk``; True only for the caller that actually paused it."""
+        return (
+            cls.objects.filter(pk=pk, paused_at__isnull=True).update(
+                paused_at=timezone.now(), pause_reason=reason
+            )
+            == 1
+        )
+
     def clean(self) -> None:
         reject_control_characters(self.host)
         reject_control_characters(self.username)
@@ -254,6 +268,8 @@ class SendAsAlias(models.Model):
     is_default = models.BooleanField(_("default From address"), default=False)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     confirmation_digest = models.CharField(max_length=64, blank=True)
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    confirmation_failures = models.PositiveSmallIntegerField(default=0)
     smtp_server = models.OneToOneField(
         SmtpServer, null=True, blank=True, on_delete=models.SET_NULL, related_name="alias"
     )
@@ -281,24 +297,54 @@ class SendAsAlias(models.Model):
         if self.reply_to:
             self.reply_to = normalize_address(self.reply_to)
 
+    class Confirmation(models.TextChoices):
+        CONFIRMED = "confirmed", _("Confirmed.")
+        WRONG = "wrong", _("That code is not right. Check the latest confirmation mail.")
+        EXPIRED = "expired", _("That code has expired. Send a new one.")
+        LOCKED = "locked", _("Too many wrong codes. Send a new one.")
+
+    MAX_CONFIRMATION_FAILURES = 5
+
     def new_confirmation_code(self) -> str:
         """Create a fresh code, keep only its digest, and return it for the confirmation mail."""
         code = f"{secrets.randbelow(10**6):06d}"
         self.confirmation_digest = self._digest(code)
+        self.confirmation_sent_at = timezone.now()
+        self.confirmation_failures = 0
         return code
 
-    def confirm(self, code: str) -> bool:
-        if not self.confirmation_digest:
-            return False
+    def confirm(self, code: str, valid_for: timedelta) -> Confirmation:
+        """Check a code; six digits only resist guessing with the failure limit."""
+        if not self.confirmation_digest or (
+            self.confirmation_failures >= self.MAX_CONFIRMATION_FAILURES
+        ):
+            return self.Confirmation.LOCKED
+        if timezone.now() - self.confirmation_sent_at > valid_for:
+            return self.Confirmation.EXPIRED
         if not hmac.compare_digest(self.confirmation_digest, self._digest(code.strip())):
-            return False
+            self.confirmation_failures += 1
+            return self.Confirmation.WRONG
         self.mark_verified()
-        return True
+        return self.Confirmation.CONFIRMED
 
     def mark_verified(self) -> None:
         self.state = self.State.VERIFIED
         self.confirmation_digest = ""
+        self.confirmation_failures = 0
 
     def _digest(self, code: str) -> str:
         # Keyed with SECRET_KEY: a database dump alone does not reveal the six digits.
         return salted_hmac("alias-confirmation", f"{self.address}:{code}").hexdigest()
+
+
+class ConnectionTest(models.Model):
+    """One connection test a user ran; kept to rate-limit them and to show recent results."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    host = models.CharField(max_length=253)
+    ok = models.BooleanField()
+    summary = models.TextField(blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.host}: {'ok' if self.ok else 'failed'}"

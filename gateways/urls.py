@@ -7,6 +7,9 @@ urlpatterns = [
     path("settings/send-as/<int:pk>/confirm/", views.alias_confirm, name="alias_confirm"),
     path("settings/send-as/<int:pk>/resend/", views.alias_resend, name="alias_resend"),
     path("settings/send-as/<int:pk>/delete/", views.alias_delete, name="alias_delete"),
+    path("settings/send-as/<int:pk>/edit/", views.alias_edit, name="alias_edit"),
+    path("settings/send-as/<int:pk>/default/", views.alias_make_default, name="alias_make_default"),
+    path("settings/send-as/reply-preference/", views.reply_preference, name="reply_preference"),
     path("domains/<int:pk>/units/", unit_views.unit_list, name="unit_list"),
     path("domains/<int:pk>/units/<int:unit_pk>/", unit_views.unit_detail, name="unit_detail"),
     path(

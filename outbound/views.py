@@ -20,7 +20,12 @@ def get_message_for_user(request: HttpRequest, pk: int) -> Message:
 
 @login_required
 def compose(request: HttpRequest) -> HttpResponse:
-    form = ComposeForm(request.POST or None, addresses=sendable_addresses(request.user))
+    default = request.user.aliases.filter(is_default=True, state="verified").first()
+    form = ComposeForm(
+        request.POST or None,
+        addresses=sendable_addresses(request.user),
+        initial={"from_address": default.address if default else request.user.email},
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

@@ -1,0 +1,30 @@
+"""The connection test users run before saving a server: the delivery path, rate-limited."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from .models import Account, ConnectionTest, SmtpServer
+from .smtp import Outcome, run_session
+
+
+class TooManyTests(Exception):
+    pass
+
+
+def run_connection_test(account: Account, server: SmtpServer, mail_from: str) -> Outcome:
+    """Dial ``server`` exactly as delivery will and probe MAIL FROM; record the result."""
+    since = timezone.now() - timedelta(hours=1)
+    recent = ConnectionTest.objects.filter(account=account, created_at__gte=since).count()
+    if recent >= settings.SENDGATE_CONNECTION_TESTS_PER_HOUR:
+        raise TooManyTests
+    outcome = asyncio.run(run_session(server.target(), mail_from=mail_from))
+    ConnectionTest.objects.create(
+        account=account, host=server.host, ok=outcome.ok, summary=outcome.reply or outcome.error
+    )
+    server.record_test(outcome.ok, outcome.reply or outcome.error)
+    return outcome
