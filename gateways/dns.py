@@ -65,7 +65,10 @@ class Lookup(Generic[T]):
         return self.status == Status.FOUND
 
 
-def _query(name: str, rdtype: str, resolver: Resolver | None, lifetime: float) -> Lookup[Any]:
+def query(
+    name: str, rdtype: str, resolver: Resolver | None = None, lifetime: float = PAGE_LIFETIME
+) -> Lookup[Any]:
+    """The records of one type at ``name``, as a Lookup."""
     resolver = resolver or default_resolver()
     try:
         answer = resolver.resolve(name, rdtype, lifetime=lifetime)
@@ -83,7 +86,7 @@ def txt_records(
     name: str, resolver: Resolver | None = None, lifetime: float = PAGE_LIFETIME
 ) -> Lookup[str]:
     """TXT records at ``name``, each one's character-strings joined (RFC 7208 3.3)."""
-    lookup = _query(name, "TXT", resolver, lifetime)
+    lookup = query(name, "TXT", resolver, lifetime)
     if not lookup.found:
         return lookup
     texts = tuple(b"".join(r.strings).decode("utf-8", errors="replace") for r in lookup.values)
@@ -132,7 +135,7 @@ def host_addresses(
     found: list[str] = []
     statuses = []
     for rdtype in ("A", "AAAA"):
-        lookup = _query(host, rdtype, resolver, lifetime)
+        lookup = query(host, rdtype, resolver, lifetime)
         statuses.append(lookup.status)
         found.extend(r.address for r in lookup.values)
     if found:
@@ -145,7 +148,7 @@ def mx_names(
 ) -> Lookup[str]:
     """MX host names of ``domain`` by preference, without the implicit MX (SPF's ``mx`` wants
     exactly the published records, RFC 7208 5.4)."""
-    lookup = _query(domain, "MX", resolver, lifetime)
+    lookup = query(domain, "MX", resolver, lifetime)
     if not lookup.found:
         return lookup
     records = sorted(lookup.values, key=lambda r: r.preference)
@@ -181,7 +184,7 @@ def submission_servers(
     ranked: list[tuple[int, int, int, SubmissionServer]] = []
     statuses = []
     for rank, (service, security) in enumerate(SUBMISSION_SERVICES):
-        lookup = _query(f"{service}.{domain}", "SRV", resolver, lifetime)
+        lookup = query(f"{service}.{domain}", "SRV", resolver, lifetime)
         statuses.append(lookup.status)
         for record in lookup.values:
             host = record.target.to_text(omit_final_dot=True)
