@@ -15,4 +15,10 @@ urlpatterns = [
     path(
         "domains/<int:pk>/units/<int:unit_pk>/delete/", unit_views.unit_delete, name="unit_delete"
     ),
+    path(
+        "settings/send-as/<int:pk>/deliverability/",
+        views.alias_deliverability,
+        name="alias_deliverability",
+    ),
+    path("settings/send-as/srv/", views.srv_lookup, name="srv_lookup"),
 ]

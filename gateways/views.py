@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -14,9 +15,14 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from outbound.delivery import route_for
 from outbound.intake import accept_message
+from outbound.models import Message
+from outbound.routing import RouteKind
 
+from . import deliverability, dns
 from .access import get_alias_for_user
+from .addresses import domain_of, normalize_address
 from .connection_test import TooManyTests, run_connection_test
 from .forms import AliasForm, ConfirmAliasForm, SmtpServerForm
 from .models import SendAsAlias, SmtpServer
@@ -230,3 +236,40 @@ def alias_delete(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, _("%(address)s was removed.") % {"address": alias.address})
         return redirect("alias_list")
     return render(request, "gateways/alias_delete.html", {"alias": alias})
+
+
+@login_required
+def alias_deliverability(request: HttpRequest, pk: int) -> HttpResponse:
+    """SPF and DMARC for the alias's domain, per path; loaded lazily into the send-as list."""
+    alias = get_alias_for_user(request, pk)
+    account = request.user
+    # Which path mail as this alias takes today: asked of the one routing function.
+    route = route_for(Message(account=account, from_address=alias.address), alias)
+    server = alias.smtp_server
+    hints = deliverability.assess(
+        alias_domain=domain_of(alias.address),
+        envelope_domain=domain_of(account.email),
+        org_name=account.domain.name if account.domain else domain_of(account.email),
+        gateway_host=server.host if server else None,
+        using_gateway=route.kind == RouteKind.USER_GATEWAY,
+        resolver=dns.default_resolver(),
+    )
+    template = (
+        "gateways/partials/deliverability.html"
+        if request.htmx
+        else "gateways/alias_deliverability.html"
+    )
+    return render(request, template, {"alias": alias, "hints": hints})
+
+
+@login_required
+def srv_lookup(request: HttpRequest) -> HttpResponse:
+    """Suggest the submission server an address's domain announces (RFC 6186)."""
+    try:
+        domain = domain_of(normalize_address(request.GET.get("address", "")))
+    except ValidationError:
+        return HttpResponse("")  # nothing to suggest until the address is whole
+    lookup = dns.submission_servers(domain, dns.default_resolver())
+    return render(
+        request, "gateways/partials/srv_suggestion.html", {"domain": domain, "lookup": lookup}
+    )

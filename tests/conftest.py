@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import subprocess
@@ -28,6 +29,51 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- no public DNS -------------------------------------------------------------------------------
+
+
+class OfflineResolver:
+    """Answers nothing: tests never query a real name server (traffic stays on loopback)."""
+
+    def resolve(self, qname, rdtype, lifetime=None, **kwargs):
+        import dns.resolver
+
+        raise dns.resolver.NoNameservers(request=None, errors=[])
+
+
+@pytest.fixture(autouse=True)
+def no_public_dns(monkeypatch):
+    """Every test starts offline; a test that needs answers injects its own table."""
+    from gateways import dns as sendgate_dns
+
+    monkeypatch.setattr(sendgate_dns, "default_resolver", OfflineResolver)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _loopback_only(method):
+    def guarded(sock, address, *args):
+        target = address if method.__name__ == "connect" else (args[-1] if args else address)
+        host = target[0] if isinstance(target, tuple) else None
+        if host is not None and not _is_loopback(host):
+            raise OSError(f"tests may only reach loopback addresses, not {host}")
+        return method(sock, address, *args)
+
+    return guarded
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Fail loudly if a test in this process tries to reach any address but loopback."""
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "sendto", _loopback_only(socket.socket.sendto))
 
 
 # --- certificates and SMTP peers ----------------------------------------------------------------
