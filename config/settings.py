@@ -160,6 +160,7 @@ CELERY_BEAT_SCHEDULE = {
     # The database is the outbox; the sweeper re-queues whatever a lost task left behind.
     "sweep-outbox": {"task": "outbound.tasks.sweep_outbox", "schedule": 30.0},
     "resume-policy-propagation": {"task": "policy.tasks.resume_propagation", "schedule": 60.0},
+    "retest-gateways": {"task": "gateways.tasks.retest_gateways", "schedule": 3600.0},
 }
 
 # --- Sendgate ------------------------------------------------------------------------------------
@@ -181,6 +182,8 @@ SENDGATE_SMTP_ALLOWED_PORTS = env.list(
 SENDGATE_SMTP_ALLOW_PLAINTEXT = env.bool("SENDGATE_SMTP_ALLOW_PLAINTEXT", default=False)
 # The console's public address, for links in mails (confirmation links).
 SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://127.0.0.1:8000")
+# Users' SMTP servers are re-tested when their last test is older than this many hours.
+SENDGATE_GATEWAY_RETEST_HOURS = env.int("SENDGATE_GATEWAY_RETEST_HOURS", default=24)
 # A send-as confirmation code is valid this many hours.
 SENDGATE_CONFIRMATION_HOURS = env.int("SENDGATE_CONFIRMATION_HOURS", default=72)
 # Connection tests a user may run per hour (each one dials a server on their behalf).

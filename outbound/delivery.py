@@ -265,20 +265,8 @@ def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> D
 
 def _pause_gateway(server_id: int, message: Message, reason: str) -> None:
     """Stop using a user's gateway that refused its credentials, and tell its owner once."""
-    paused = SmtpServer.objects.filter(pk=server_id, paused_at__isnull=True).update(
-        paused_at=timezone.now(), pause_reason=reason
-    )
-    if paused:
-        account = message.account
-        body = _(
-            "The SMTP server you set up for %(address)s refused the username or password:\n"
-            "%(reason)s\n\nMail sent as %(address)s waits until you update the password on "
-            "the Send mail as page; it is not sent any other way meanwhile."
-        ) % {"address": message.from_address, "reason": reason}
-        subject = _("Action needed: your SMTP server for %(address)s") % {
-            "address": message.from_address
-        }
-        reports.send_to_sender(account, reports.build_notice(account, subject, body))
+    if SmtpServer.pause_if_running(server_id, reason):
+        reports.notify_gateway_paused(message.account, message.from_address, reason)
 
 
 @dataclass

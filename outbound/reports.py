@@ -112,3 +112,13 @@ def send_to_sender(account: Account, email: EmailMessage) -> Message:
         email.as_bytes(policy=SMTP),
         kind=Message.Kind.REPORT,
     )
+
+
+def notify_gateway_paused(account: Account, address: str, reason: str) -> Message:
+    body = _(
+        "The SMTP server you set up for %(address)s refused the username or password:\n"
+        "%(reason)s\n\nMail sent as %(address)s waits until you update the password on "
+        "the Send mail as page; it is not sent any other way meanwhile."
+    ) % {"address": address, "reason": reason}
+    subject = _("Action needed: your SMTP server for %(address)s") % {"address": address}
+    return send_to_sender(account, build_notice(account, subject, body))
