@@ -149,7 +149,15 @@ def test_admin_allows_gateways_and_user_alias_mail_goes_through_partner_server_i
     page.fill("#id_smtp_port", str(partner.port))
     page.select_option("#id_smtp_security", "starttls")
     page.fill("#id_smtp_username", partner.login)
-    page.fill("#id_smtp_password", partner.password)
+    # First a mistyped password: one precise sentence and the transcript, nothing saved.
+    page.fill("#id_smtp_password", "mistyped")
+    page.get_by_role("button", name="Add address").click()
+    expect(page.locator(".errorlist")).to_contain_text("rejected the username or password")
+    transcript = page.locator("details.transcript pre")
+    expect(transcript).to_contain_text("C: STARTTLS")
+    expect(transcript).to_contain_text("C: AUTH (credentials hidden)")
+    expect(transcript).not_to_contain_text("mistyped")
+    page.fill("#id_smtp_password", partner.password)  # write-only: never rendered back
     page.get_by_role("button", name="Add address").click()
     page.wait_for_url(re.compile(r"/settings/send-as/\d+/confirm/$"))
     expect(page.get_by_role("heading", name="Confirm ann@partner.org")).to_be_visible()
