@@ -126,6 +126,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("SENDGATE_LOG_LEVEL", default="INFO")},
+    # aiosmtpd logs every SMTP command at INFO; Sendgate logs logins and refusals itself.
+    "loggers": {"mail.log": {"level": "WARNING"}},
 }
 
 # --- Celery --------------------------------------------------------------------------------------
