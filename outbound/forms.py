@@ -23,3 +23,14 @@ class ComposeForm(forms.Form):
 
     def clean_subject(self) -> str:
         return reject_control_characters(self.cleaned_data["subject"])
+
+
+class AppPasswordForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=100,
+        help_text=_("Where you will use it, e.g. “Laptop Thunderbird”. Only you see this name."),
+    )
+
+    def clean_name(self) -> str:
+        return reject_control_characters(self.cleaned_data["name"].strip())
