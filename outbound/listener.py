@@ -102,9 +102,9 @@ async def in_db(function: Callable, *args: Any) -> Any:
 
 @dataclass(frozen=True)
 class Identity:
-    """What a successful AUTH leaves in the session."""
+    """What a successful AUTH leaves in the session: the account, read once per session."""
 
-    account_id: int
+    account: Account
     login: str
 
 
@@ -201,7 +201,7 @@ class SubmissionHandler:
             return AuthResult(success=False, handled=False)
         await in_db(credentials.record_use, match)
         log.info("submission AUTH ok for %s from %s", match.account.email, ip)
-        return AuthResult(success=True, auth_data=Identity(match.account_id, login))
+        return AuthResult(success=True, auth_data=Identity(match.account, login))
 
     # --- the envelope -----------------------------------------------------------------------
 
@@ -209,9 +209,8 @@ class SubmissionHandler:
         identity: Identity = session.auth_data
 
         def check() -> None:
-            account = Account.objects.get(pk=identity.account_id)
-            check_sender(account, address)
-            check_daily_limit(account)
+            check_sender(identity.account, address)
+            check_daily_limit(identity.account)
 
         try:
             await in_db(check)
@@ -240,9 +239,12 @@ class SubmissionHandler:
         )
 
         def store():
-            account = Account.objects.get(pk=identity.account_id)
             return submit(
-                account, envelope.mail_from, list(envelope.rcpt_tos), envelope.content, received
+                identity.account,
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.content,
+                received,
             )
 
         try:

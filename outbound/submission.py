@@ -37,13 +37,20 @@ class Refused(Exception):
         return int(self.reply[:3])
 
 
-def check_sender(account: Account, address: str) -> str:
+def allowed_senders(account: Account) -> set[str]:
+    """Lower-cased addresses the account may use: its primary address and verified aliases."""
+    return {address.lower() for address, _name in sendable_addresses(account)}
+
+
+def check_sender(account: Account, address: str, allowed: set[str] | None = None) -> str:
     """Return the normalized address if the account may send as it, else refuse."""
     try:
         address = normalize_address(address)
     except ValidationError:
         raise Refused(_("501 5.1.7 Bad sender address syntax")) from None
-    if address.lower() not in {a.lower() for a, _name in sendable_addresses(account)}:
+    if allowed is None:
+        allowed = allowed_senders(account)
+    if address.lower() not in allowed:
         raise Refused(
             _(
                 "550 5.7.1 You may not send as %(address)s: use your primary address or a "
@@ -109,7 +116,8 @@ def submit(
 
     ``received`` is the ``Received:`` value up to the date, which is added here.
     """
-    check_sender(account, envelope_from)
+    allowed = allowed_senders(account)  # one query for the envelope and the From header
+    check_sender(account, envelope_from, allowed)
     if not recipients:
         raise Refused(_("554 5.5.1 No valid recipients"))
     recipients = [check_recipient(r) for r in recipients]
@@ -118,7 +126,7 @@ def submit(
         raise Refused(_("552 5.3.4 Message too big"))
     check_daily_limit(account)
     try:
-        from_address = check_sender(account, from_header_address(raw))
+        from_address = check_sender(account, from_header_address(raw), allowed)
     except Refused as refusal:
         if refusal.code == 501:
             raise Refused(_("550 5.7.1 The From header holds no valid address")) from None
