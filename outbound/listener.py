@@ -120,6 +120,10 @@ def _is_loopback(ip: str) -> bool:
         return False
 
 
+def _malformed(reply: str) -> AuthResult:
+    return AuthResult(success=False, handled=False, message=reply)
+
+
 class SubmissionSMTP(SMTP):
     """aiosmtpd's SMTP, with the TLS demand relaxed per connection for loopback clients (demo)."""
 
@@ -161,10 +165,10 @@ class SubmissionHandler:
             try:
                 blob = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                return AuthResult(success=False, handled=False, message="501 5.5.2 Bad base64")
+                return _malformed(_("501 5.5.2 Bad base64 data"))
         parts = blob.split(b"\x00")
         if len(parts) != 3:
-            return AuthResult(success=False, handled=False, message="501 5.5.2 Bad PLAIN data")
+            return _malformed(_("501 5.5.2 Bad PLAIN data"))
         return await self._authenticate(server, LoginPassword(parts[1], parts[2]))
 
     async def auth_LOGIN(self, server: SubmissionSMTP, args: list[str]) -> AuthResult:  # noqa: N802
@@ -174,7 +178,7 @@ class SubmissionHandler:
             try:
                 login = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                return AuthResult(success=False, handled=False, message="501 5.5.2 Bad base64")
+                return _malformed(_("501 5.5.2 Bad base64 data"))
         if login is MISSING:
             return AuthResult(success=False, handled=True)
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
@@ -218,7 +222,7 @@ class SubmissionHandler:
             return refusal.reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 Sender OK"
+        return _("250 2.1.0 Sender OK")
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         try:
@@ -228,7 +232,7 @@ class SubmissionHandler:
             return refusal.reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 Recipient OK"
+        return _("250 2.1.5 Recipient OK")
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         identity: Identity = session.auth_data

@@ -257,8 +257,8 @@ class Submission:
 
 
 @pytest.fixture
-def submission_server(transactional_db, settings, pki: Pki) -> Iterator[Submission]:
-    """The real listener on free loopback ports, its asyncio loop in a background thread."""
+def start_submission(transactional_db, settings, pki: Pki) -> Iterator:
+    """Start the real listener on free loopback ports, its asyncio loop in a background thread."""
     import asyncio
     import threading
 
@@ -269,19 +269,27 @@ def submission_server(transactional_db, settings, pki: Pki) -> Iterator[Submissi
 
     settings.SENDGATE_AUTH_FAILURE_DELAY = 0
     settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES = 64 * 1024
-    config = ListenerConfig(
-        host="127.0.0.1",
-        port=free_port(),
-        tls_port=free_port(),
-        tls_context=pki.server_context,
-        hostname="submit.test",
-        max_message_bytes=settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES,
-    )
     loop = asyncio.new_event_loop()
-    servers = loop.run_until_complete(start_servers(config))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
+    servers = []
+
+    def start(**overrides) -> Submission:
+        config = ListenerConfig(
+            **{
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "tls_port": free_port(),
+                "tls_context": pki.server_context,
+                "hostname": "submit.test",
+                "max_message_bytes": settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES,
+            }
+            | overrides
+        )
+        servers.extend(asyncio.run_coroutine_threadsafe(start_servers(config), loop).result(10))
+        return Submission("localhost", config.port, config.tls_port, pki.ca_file)
+
     thread.start()
-    yield Submission("localhost", config.port, config.tls_port, pki.ca_file)
+    yield start
 
     async def shutdown() -> None:
         for server in servers:
@@ -298,3 +306,8 @@ def submission_server(transactional_db, settings, pki: Pki) -> Iterator[Submissi
     # while it is open.
     loop.run_until_complete(sync_to_async(connections.close_all, thread_sensitive=True)())
     loop.close()
+
+
+@pytest.fixture
+def submission_server(start_submission) -> Submission:
+    return start_submission()

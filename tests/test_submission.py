@@ -125,6 +125,12 @@ def test_a_wrong_app_password_gets_535_and_is_recorded(submission_server, ann):
     assert AuthFailure.objects.filter(login=ann.email).count() == 1
 
 
+def test_malformed_auth_data_gets_501(submission_server, ann):
+    client = submission_server.connect()
+    assert client.docmd("AUTH", "PLAIN not-base64!")[0] == 501
+    assert client.docmd("AUTH", "PLAIN YWJj")[0] == 501  # "abc": no NUL separators
+
+
 def test_repeated_failures_lock_the_login_even_for_the_right_password(
     submission_server, ann, settings
 ):
@@ -144,6 +150,16 @@ def test_auth_is_not_offered_and_mail_is_refused_before_starttls(submission_serv
     assert not client.has_extn("auth")
     assert client.docmd("AUTH", "PLAIN")[0] == 530
     assert client.mail("ann@example.com")[0] == 530
+
+
+def test_plaintext_auth_on_loopback_works_only_when_the_operator_allows_it(start_submission, ann):
+    strict = start_submission().connect(starttls=False)
+    assert not strict.has_extn("auth")
+    demo = start_submission(plaintext_auth_on_loopback=True).connect(starttls=False)
+    demo.login(ann.email, ann.app_password)
+    demo.sendmail("ann@example.com", ["bob@elsewhere.test"], mail())
+    received = message_from_bytes(bytes(Message.objects.get().raw), policy=SMTP_POLICY)
+    assert "with ESMTPA" in received["Received"]  # authenticated, not encrypted
 
 
 def test_implicit_tls_port_accepts_the_same_login(submission_server, ann):
