@@ -120,7 +120,8 @@ def _is_loopback(ip: str) -> bool:
         return False
 
 
-def _malformed(reply: str) -> AuthResult:
+def _refusal(reply: str) -> AuthResult:
+    """A failed AUTH answered with ``reply`` instead of aiosmtpd's 535."""
     return AuthResult(success=False, handled=False, message=reply)
 
 
@@ -165,10 +166,10 @@ class SubmissionHandler:
             try:
                 blob = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                return _malformed(_("501 5.5.2 Bad base64 data"))
+                return _refusal(_("501 5.5.2 Bad base64 data"))
         parts = blob.split(b"\x00")
         if len(parts) != 3:
-            return _malformed(_("501 5.5.2 Bad PLAIN data"))
+            return _refusal(_("501 5.5.2 Bad PLAIN data"))
         return await self._authenticate(server, LoginPassword(parts[1], parts[2]))
 
     async def auth_LOGIN(self, server: SubmissionSMTP, args: list[str]) -> AuthResult:  # noqa: N802
@@ -178,7 +179,7 @@ class SubmissionHandler:
             try:
                 login = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                return _malformed(_("501 5.5.2 Bad base64 data"))
+                return _refusal(_("501 5.5.2 Bad base64 data"))
         if login is MISSING:
             return AuthResult(success=False, handled=True)
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
@@ -187,14 +188,18 @@ class SubmissionHandler:
         return await self._authenticate(server, LoginPassword(login, password))
 
     async def _authenticate(self, server: SubmissionSMTP, data: LoginPassword) -> AuthResult:
+        try:
+            return await self._check_credentials(server, data)
+        except DatabaseError:
+            # A temporary reply: the client keeps the message and tries again (RFC 4954).
+            log.exception("submission AUTH could not use the database")
+            return _refusal(_("454 4.7.0 Temporary authentication failure; try again later"))
+
+    async def _check_credentials(self, server: SubmissionSMTP, data: LoginPassword) -> AuthResult:
         ip = _peer_ip(server.session)
         login = data.login.decode("utf-8", "replace")
         if await in_db(credentials.is_locked, ip, login):
-            return AuthResult(
-                success=False,
-                handled=False,
-                message=_("454 4.7.0 Too many failed logins; try again later"),
-            )
+            return _refusal(_("454 4.7.0 Too many failed logins; try again later"))
         candidates = await in_db(credentials.candidates, login)
         password = data.password.decode("utf-8", "replace")
         # Hashing takes a while on purpose; a worker thread keeps other sessions moving.
@@ -220,6 +225,9 @@ class SubmissionHandler:
             await in_db(check)
         except Refused as refusal:
             return refusal.reply
+        except DatabaseError:
+            log.exception("submission MAIL from %s not checked", identity.login)
+            return _("451 4.3.0 Temporary failure; try again later")
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return _("250 2.1.0 Sender OK")

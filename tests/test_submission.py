@@ -10,6 +10,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 import pytest
+from django.db import OperationalError
 
 from gateways.models import SendAsAlias
 from outbound.credentials import create_app_password
@@ -143,6 +144,17 @@ def test_repeated_failures_lock_the_login_even_for_the_right_password(
     with pytest.raises(smtplib.SMTPAuthenticationError) as locked:
         client.login(ann.email, ann.app_password)
     assert locked.value.smtp_code == 454
+
+
+def test_a_database_outage_during_login_is_a_temporary_454(submission_server, ann, monkeypatch):
+    def unreachable(login):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("outbound.credentials.candidates", unreachable)
+    client = submission_server.connect()
+    with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+        client.login(ann.email, ann.app_password)
+    assert refused.value.smtp_code == 454
 
 
 def test_auth_is_not_offered_and_mail_is_refused_before_starttls(submission_server, ann):
