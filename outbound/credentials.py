@@ -49,6 +49,11 @@ def candidates(login: str) -> list[AppPassword]:
 def matching(password: str, app_passwords: list[AppPassword]) -> AppPassword | None:
     """The app password that ``password`` is; pure CPU (hashing), no database access."""
     password = _canonical(password)
+    if not app_passwords:
+        # Hash anyway, so an unknown login takes as long as a wrong password (no enumeration by
+        # timing), as Django's ModelBackend does.
+        make_password(password)
+        return None
     for app_password in app_passwords:
         if check_password(password, app_password.password_hash):
             return app_password
