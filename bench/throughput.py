@@ -6,10 +6,11 @@
 
 1,000 accounts; half send as a verified alias whose per-user gateway is one of 10 loopback sinks,
 half as their primary address through the domain gateway sink. Every sink requires STARTTLS + AUTH
-(bench/sink.py, not aiosmtpd). Clients: 8 parallel smtplib sessions of 100 messages each, over
-STARTTLS with an app password. Prints end_to_end_messages_per_second (first submit to last message
-accepted by a sink), the intake rate (last 250), p50/p99 latency under load and unloaded, and the
-peak memory (VmHWM) of each process. The database is wiped: its name must contain "bench".
+(bench/submission_sink.py, not aiosmtpd). Clients: 8 parallel smtplib sessions of 100 messages
+each, over STARTTLS with an app password. Prints end_to_end_messages_per_second (first submit to
+last message accepted by a sink), the intake rate (last 250), p50/p99 latency under load and
+unloaded, and the peak memory (VmHWM) of each process. The database is wiped: its name must
+contain "bench".
 Without DATABASE_URL it runs on a fresh SQLite file and the filesystem broker.
 """
 
@@ -166,7 +167,8 @@ class Sinks:
         self.accepted: dict[int, float] = {}
         self.changed = threading.Condition()
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "sink.py"), str(cert), *map(str, ports)],
+            [sys.executable, str(ROOT / "bench" / "submission_sink.py"), str(cert)]
+            + [str(port) for port in ports],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -4,7 +4,7 @@ aiosmtpd tops out near 400-700 messages/s here (TRAPS.md); this one only has to 
 ``X-Bench-Seq`` header and say 250. Each accepted message is reported on stdout as
 ``<seq> <unix time>`` so the benchmark can measure end-to-end latency.
 
-    python bench/sink.py CERT_PEM PORT [PORT ...]
+    python bench/submission_sink.py CERT_PEM PORT [PORT ...]
 """
 
 from __future__ import annotations
