@@ -43,7 +43,7 @@ def test_compose_defines_web_worker_beat_redis_and_postgres():
     assert {"web", "worker", "beat", "redis", "postgres"} <= compose_services().keys()
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "web"])
+@pytest.mark.parametrize("name", ["postgres", "redis", "web", "submission"])
 def test_service_reports_its_health(name):
     assert compose_services()[name]["healthcheck"]["test"]
 
