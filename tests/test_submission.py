@@ -13,7 +13,7 @@ import pytest
 from django.db import OperationalError
 
 from gateways.models import SendAsAlias
-from outbound.credentials import create_app_password
+from outbound.credentials import create_app_password, failure_delay
 from outbound.models import AuthFailure, Message
 
 from .conftest import PASSWORD
@@ -144,6 +144,25 @@ def test_repeated_failures_lock_the_login_even_for_the_right_password(
     with pytest.raises(smtplib.SMTPAuthenticationError) as locked:
         client.login(ann.email, ann.app_password)
     assert locked.value.smtp_code == 454
+
+
+def test_failures_under_many_login_names_lock_the_address(submission_server, ann, settings):
+    settings.SENDGATE_AUTH_MAX_FAILURES = 3
+    for number in range(3):
+        client = submission_server.connect()
+        client.user, client.password = f"guess{number}@example.com", "wrong"
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.auth("PLAIN", client.auth_plain)
+    client = submission_server.connect()
+    with pytest.raises(smtplib.SMTPAuthenticationError) as locked:
+        client.login(ann.email, ann.app_password)
+    assert locked.value.smtp_code == 454
+
+
+def test_each_failure_is_answered_later_up_to_a_limit(settings):
+    settings.SENDGATE_AUTH_FAILURE_DELAY = 1.0
+    delays = [failure_delay(n) for n in (1, 2, 5, 50)]
+    assert delays == [1.0, 2.0, 5.0, 5.0]
 
 
 def test_a_database_outage_during_login_is_a_temporary_454(submission_server, ann, monkeypatch):
