@@ -42,5 +42,5 @@ RUN DJANGO_SECRET_KEY=collectstatic-build-step-only python manage.py collectstat
 
 USER sendgate
 
-EXPOSE 8000
+EXPOSE 8000 587 465
 CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

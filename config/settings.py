@@ -126,6 +126,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("SENDGATE_LOG_LEVEL", default="INFO")},
+    # aiosmtpd logs every SMTP command at INFO; Sendgate logs logins and refusals itself.
+    "loggers": {"mail.log": {"level": "WARNING"}},
 }
 
 # --- Celery --------------------------------------------------------------------------------------
@@ -208,3 +210,31 @@ SENDGATE_BATCH_SIZE = env.int("SENDGATE_BATCH_SIZE", default=50)
 # beat may hand it to another (renewed after every batch).
 SENDGATE_POLICY_BATCH_SIZE = env.int("SENDGATE_POLICY_BATCH_SIZE", default=5000)
 SENDGATE_POLICY_LEASE_SECONDS = env.int("SENDGATE_POLICY_LEASE_SECONDS", default=60)
+
+# --- SMTP submission (manage.py submission) -------------------------------------------------------
+SENDGATE_SUBMISSION_HOST = env.str("SENDGATE_SUBMISSION_HOST", default="127.0.0.1")
+SENDGATE_SUBMISSION_PORT = env.int("SENDGATE_SUBMISSION_PORT", default=587)
+# Implicit TLS ("submissions", usually 465); 0 turns it off.
+SENDGATE_SUBMISSION_TLS_PORT = env.int("SENDGATE_SUBMISSION_TLS_PORT", default=0)
+# The operator's certificate chain and key (PEM); the key may be in the certificate file.
+SENDGATE_SUBMISSION_CERT_FILE = env.str("SENDGATE_SUBMISSION_CERT_FILE", default="")
+SENDGATE_SUBMISSION_KEY_FILE = env.str("SENDGATE_SUBMISSION_KEY_FILE", default="")
+# Name in the greeting and in the Received: header.
+SENDGATE_SUBMISSION_HOSTNAME = env.str(
+    "SENDGATE_SUBMISSION_HOSTNAME", default=SENDGATE_SMTP_HELO_NAME
+)
+# Demo only: let clients on loopback log in without TLS. Everyone else must use TLS first.
+SENDGATE_SUBMISSION_PLAINTEXT_AUTH_ON_LOOPBACK = env.bool(
+    "SENDGATE_SUBMISSION_PLAINTEXT_AUTH_ON_LOOPBACK", default=False
+)
+SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES = env.int(
+    "SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES", default=25 * 1024 * 1024
+)
+SENDGATE_SUBMISSION_MAX_RECIPIENTS = env.int("SENDGATE_SUBMISSION_MAX_RECIPIENTS", default=100)
+# Messages one account may submit in any 24 hours (SMTP, sendmail and compose together).
+SENDGATE_DAILY_MESSAGE_LIMIT = env.int("SENDGATE_DAILY_MESSAGE_LIMIT", default=2000)
+# Login throttling: this many failures within the window from one IP address, or for one login
+# name, lock further attempts from it until the window has passed; each failure is answered late.
+SENDGATE_AUTH_MAX_FAILURES = env.int("SENDGATE_AUTH_MAX_FAILURES", default=10)
+SENDGATE_AUTH_FAILURE_WINDOW_MINUTES = env.int("SENDGATE_AUTH_FAILURE_WINDOW_MINUTES", default=15)
+SENDGATE_AUTH_FAILURE_DELAY = env.float("SENDGATE_AUTH_FAILURE_DELAY", default=1.0)

@@ -20,6 +20,7 @@ def navigation(request: HttpRequest) -> dict:
                 (_("Send mail as"), reverse("alias_list")),
                 (_("Compose"), reverse("compose")),
                 (_("Sent mail"), reverse("sent_list")),
+                (_("App passwords"), reverse("app_password_list")),
             ],
         )
     )

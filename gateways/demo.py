@@ -16,6 +16,7 @@ PASSWORD = "sendgate-demo"  # noqa: S105 - demo logins, printed on start
 
 GATEWAY_PORT = 2525
 PARTNER_PORT = 2587
+SUBMISSION_PORT = 2588  # must match SENDGATE_SUBMISSION_PORT in config/demo.env
 GATEWAY_LOGIN = ("relay@example.com", "gateway-demo-secret")
 PARTNER_LOGIN = ("ann@partner.example", "partner-demo-secret")
 

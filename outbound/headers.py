@@ -1,11 +1,38 @@
-"""Route-specific header edits that keep the accepted message's bytes otherwise untouched."""
+"""Header edits on the accepted message's bytes, leaving everything else as the client sent it."""
 
 from __future__ import annotations
 
 import re
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_SENDER_LINE = re.compile(rb"^sender:", re.IGNORECASE)
+
+
+def split_header(raw: bytes) -> tuple[bytes, bytes]:
+    """Return (header lines, rest); ``rest`` starts with the blank line that ends the header."""
+    match = _HEADER_END.search(raw)
+    # Split after the last header line's own line break.
+    split = raw.index(b"\n", match.start()) + 1 if match else len(raw)
+    return raw[:split], raw[split:]
+
+
+def without_headers(raw: bytes, names: set[str]) -> bytes:
+    """Drop every header field called one of ``names`` (lower case), with its folded lines."""
+    head, rest = split_header(raw)
+    kept: list[bytes] = []
+    skipping = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and skipping:
+            continue  # a folded continuation of a dropped header
+        name = line.split(b":", 1)[0].strip().lower()
+        skipping = b":" in line and name.decode("ascii", "replace") in names
+        if not skipping:
+            kept.append(line)
+    return b"".join(kept) + rest
+
+
+def with_headers(raw: bytes, lines: list[str]) -> bytes:
+    """Put ``Name: value`` lines on top; the values must already be free of CR, LF and NUL."""
+    return "".join(f"{line}\r\n" for line in lines).encode() + raw
 
 
 def with_sender(raw: bytes, sender: str | None) -> bytes:
@@ -13,17 +40,5 @@ def with_sender(raw: bytes, sender: str | None) -> bytes:
 
     Works on the bytes so a signed body stays as the client sent it.
     """
-    match = _HEADER_END.search(raw)
-    # Split after the last header line's own line break: ``rest`` starts with the blank line.
-    split = raw.index(b"\n", match.start()) + 1 if match else len(raw)
-    head, rest = raw[:split], raw[split:]
-    kept: list[bytes] = []
-    skipping = False
-    for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and skipping:
-            continue  # a folded continuation of the dropped header
-        skipping = bool(_SENDER_LINE.match(line))
-        if not skipping:
-            kept.append(line)
-    prefix = f"Sender: {sender}\r\n".encode() if sender else b""
-    return prefix + b"".join(kept) + rest
+    raw = without_headers(raw, {"sender"})
+    return with_headers(raw, [f"Sender: {sender}"]) if sender else raw

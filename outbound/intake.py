@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
@@ -25,8 +28,20 @@ def sendable_addresses(account: Account) -> list[tuple[str, str]]:
     return pairs
 
 
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
 def accept_message(
-    account: Account, from_address: str, recipients: list[str], subject: str, body: str
+    account: Account,
+    from_address: str,
+    recipients: list[str],
+    subject: str,
+    body: str,
+    attachments: Sequence[Attachment] = (),
 ) -> Message:
     """Build and queue a message; on bad input raise ValidationError and store nothing."""
     from_address = normalize_address(from_address)
@@ -50,7 +65,25 @@ def accept_message(
     if alias is not None and alias.reply_to:
         email["Reply-To"] = alias.reply_to
     email.set_content(body)
+    for attachment in attachments:
+        maintype, _slash, subtype = attachment.content_type.partition("/")
+        if not subtype or _FORBIDDEN_IN_TYPE.search(attachment.content_type):
+            maintype, subtype = "application", "octet-stream"
+        email.add_attachment(
+            attachment.data,
+            maintype=maintype,
+            subtype=subtype,
+            filename=_safe_filename(attachment.filename),
+        )
     return queue(account, from_address, recipients, subject, email["Message-ID"], email.as_bytes())
+
+
+_FORBIDDEN_IN_TYPE = re.compile(r"[^A-Za-z0-9!#$&^_.+/-]")
+
+
+def _safe_filename(name: str) -> str:
+    # A browser sends the name the user's file had; it ends up in a header parameter.
+    return re.sub(r"[\x00-\x1f\x7f/\\]", "_", name)[:200] or "attachment"
 
 
 def queue(

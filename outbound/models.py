@@ -56,7 +56,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["state", "next_attempt_at"])]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"]),
+            # The daily sending limit counts one account's recent messages.
+            models.Index(fields=["account", "created_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.message_id} ({self.state})"
@@ -101,3 +105,50 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} via {self.route}: {self.outcome}"
+
+
+class AppPasswordQuerySet(models.QuerySet):
+    def for_account(self, account) -> AppPasswordQuerySet:
+        return self.filter(account=account)
+
+
+class AppPassword(models.Model):
+    """A password for the SMTP submission port only, so the console password never leaves it.
+
+    Only a hash is stored (Django's password hashers); the user sees the password once.
+    """
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="app_passwords"
+    )
+    name = models.CharField(
+        _("name"), max_length=100, help_text=_("Where you use it, e.g. “Laptop Thunderbird”.")
+    )
+    password_hash = models.CharField(max_length=256)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = AppPasswordQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AuthFailure(models.Model):
+    """One failed submission login; recent rows throttle that address and that login name."""
+
+    remote_ip = models.GenericIPAddressField()
+    login = models.CharField(max_length=320)
+    failed_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["remote_ip", "failed_at"]),
+            models.Index(fields=["login", "failed_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.login} from {self.remote_ip} at {self.failed_at}"

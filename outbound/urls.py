@@ -1,11 +1,17 @@
 from django.urls import path
 
-from . import admin_views, views
+from . import admin_views, app_password_views, views
 
 urlpatterns = [
     path("compose/", views.compose, name="compose"),
     path("sent/", views.sent_list, name="sent_list"),
     path("sent/<int:pk>/", views.sent_detail, name="sent_detail"),
+    path("settings/app-passwords/", app_password_views.app_password_list, name="app_password_list"),
+    path(
+        "settings/app-passwords/<int:pk>/revoke/",
+        app_password_views.app_password_revoke,
+        name="app_password_revoke",
+    ),
 ]
 
 urlpatterns += [

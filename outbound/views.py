@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -10,8 +11,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 
 from .forms import ComposeForm
-from .intake import accept_message, sendable_addresses
+from .intake import Attachment, accept_message, sendable_addresses
 from .models import Message
+from .submission import over_daily_limit
 
 
 def get_message_for_user(request: HttpRequest, pk: int) -> Message:
@@ -23,14 +25,29 @@ def compose(request: HttpRequest) -> HttpResponse:
     default = request.user.aliases.filter(is_default=True, state="verified").first()
     form = ComposeForm(
         request.POST or None,
+        request.FILES or None,
         addresses=sendable_addresses(request.user),
         initial={"from_address": default.address if default else request.user.email},
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        attachments = [
+            Attachment(f.name, f.content_type or "application/octet-stream", f.read())
+            for f in data["attachments"]
+        ]
         try:
+            if over_daily_limit(request.user):
+                raise ValidationError(
+                    _("You reached your limit of %(limit)d messages in 24 hours; try later.")
+                    % {"limit": settings.SENDGATE_DAILY_MESSAGE_LIMIT}
+                )
             message = accept_message(
-                request.user, data["from_address"], data["to"], data["subject"], data["body"]
+                request.user,
+                data["from_address"],
+                data["to"],
+                data["subject"],
+                data["body"],
+                attachments,
             )
         except ValidationError as exc:
             form.add_error(None, exc)

@@ -306,3 +306,86 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", interval
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# --- the SMTP submission listener ----------------------------------------------------------------
+
+
+@dataclass
+class Submission:
+    host: str
+    port: int
+    tls_port: int
+    ca_file: str
+
+    def client_context(self):
+        import ssl
+
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def connect(self, *, starttls: bool = True):
+        import smtplib
+
+        client = smtplib.SMTP(self.host, self.port, timeout=10)
+        client.ehlo("client.test")
+        if starttls:
+            client.starttls(context=self.client_context())
+            client.ehlo("client.test")
+        return client
+
+
+@pytest.fixture
+def start_submission(transactional_db, settings, pki: Pki) -> Iterator:
+    """Start the real listener on free loopback ports, its asyncio loop in a background thread."""
+    import asyncio
+    import threading
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from outbound.listener import ListenerConfig, start_servers
+
+    settings.SENDGATE_AUTH_FAILURE_DELAY = 0
+    settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES = 64 * 1024
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    servers = []
+
+    def start(**overrides) -> Submission:
+        config = ListenerConfig(
+            **{
+                "host": "127.0.0.1",
+                "port": free_port(),
+                "tls_port": free_port(),
+                "tls_context": pki.server_context,
+                "hostname": "submit.test",
+                "max_message_bytes": settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES,
+            }
+            | overrides
+        )
+        servers.extend(asyncio.run_coroutine_threadsafe(start_servers(config), loop).result(10))
+        return Submission("localhost", config.port, config.tls_port, pki.ca_file)
+
+    thread.start()
+    yield start
+
+    async def shutdown() -> None:
+        for server in servers:
+            server.close()
+        sessions = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
+
+    asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    # The listener's database thread keeps a connection; PostgreSQL cannot drop the test database
+    # while it is open.
+    loop.run_until_complete(sync_to_async(connections.close_all, thread_sensitive=True)())
+    loop.close()
+
+
+@pytest.fixture
+def submission_server(start_submission) -> Submission:
+    return start_submission()

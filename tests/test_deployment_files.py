@@ -10,7 +10,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-APP_SERVICES = ["web", "worker", "beat"]
+APP_SERVICES = ["web", "worker", "beat", "submission"]
 
 
 def compose_services() -> dict:
@@ -43,7 +43,7 @@ def test_compose_defines_web_worker_beat_redis_and_postgres():
     assert {"web", "worker", "beat", "redis", "postgres"} <= compose_services().keys()
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis", "web"])
+@pytest.mark.parametrize("name", ["postgres", "redis", "web", "submission"])
 def test_service_reports_its_health(name):
     assert compose_services()[name]["healthcheck"]["test"]
 
@@ -55,8 +55,11 @@ def test_app_service_starts_only_once_postgres_and_redis_are_healthy(name):
         assert depends_on[dependency]["condition"] == "service_healthy"
 
 
-def test_submission_placeholder_does_not_start_by_default():
-    assert compose_services()["submission"]["profiles"] == ["submission"]
+def test_submission_listener_starts_by_default_on_port_587():
+    submission = compose_services()["submission"]
+    assert "profiles" not in submission
+    assert submission["command"] == ["python", "manage.py", "submission"]
+    assert "587:587" in submission["ports"]
 
 
 def test_every_setting_read_from_the_environment_is_documented_in_env_example():

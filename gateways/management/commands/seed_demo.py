@@ -40,6 +40,8 @@ class Command(BaseCommand):
             f"  partner SMTP server for an alias in {demo.PARTNER_DOMAIN}: host localhost, "
             f"port {demo.PARTNER_PORT}, STARTTLS, "
             f"user {demo.PARTNER_LOGIN[0]}, password {demo.PARTNER_LOGIN[1]}\n"
+            f"  SMTP submission: localhost:{demo.SUBMISSION_PORT} (STARTTLS; log in with an app "
+            f"password from the console's App passwords page)\n"
         )
 
     def _domain(self, name: str) -> Domain:

@@ -1,0 +1,55 @@
+"""The user's app passwords: the only passwords the SMTP submission port accepts."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+
+from .credentials import create_app_password
+from .forms import AppPasswordForm
+from .models import AppPassword
+
+
+def get_app_password_for_user(request: HttpRequest, pk: int) -> AppPassword:
+    return get_object_or_404(AppPassword.objects.for_account(request.user), pk=pk)
+
+
+@login_required
+def app_password_list(request: HttpRequest) -> HttpResponse:
+    form = AppPasswordForm(request.POST or None)
+    new_password = None
+    created = None
+    if request.method == "POST" and form.is_valid():
+        # Rendered, not redirected: the password is shown this once and never stored in clear.
+        created, new_password = create_app_password(request.user, form.cleaned_data["name"])
+        form = AppPasswordForm()
+    return render(
+        request,
+        "outbound/app_passwords.html",
+        {
+            "form": form,
+            "app_passwords": AppPassword.objects.for_account(request.user),
+            "created": created,
+            "new_password": new_password,
+            "submission_host": settings.SENDGATE_SUBMISSION_HOSTNAME,
+            "submission_port": settings.SENDGATE_SUBMISSION_PORT,
+        },
+    )
+
+
+@login_required
+def app_password_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    app_password = get_app_password_for_user(request, pk)
+    if request.method == "POST":
+        app_password.delete()
+        messages.success(
+            request,
+            _("“%(name)s” is revoked: it no longer works for sending.")
+            % {"name": app_password.name},
+        )
+        return redirect("app_password_list")
+    return render(request, "outbound/app_password_revoke.html", {"app_password": app_password})

@@ -1,0 +1,318 @@
+"""The SMTP submission listener (aiosmtpd): STARTTLS, AUTH with app passwords, then ``submit``.
+
+aiosmtpd runs the protocol on an asyncio loop; every database step runs in Django's one
+sync thread (``sync_to_async``), and password hashing in a worker thread so it stalls nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+import warnings
+from base64 import b64decode
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connection
+from django.utils.translation import gettext as _
+
+from gateways.models import Account
+
+from . import credentials
+from .submission import (
+    Refused,
+    check_daily_limit,
+    check_recipient,
+    check_recipient_count,
+    check_sender,
+    submit,
+)
+
+log = logging.getLogger("sendgate.submission")
+
+# aiosmtpd warns about AUTH without its STARTTLS demand; on the implicit-TLS port every byte is
+# already encrypted, which aiosmtpd cannot see.
+# aiosmtpd itself sets the deprecated Session.login_data on every successful AUTH, and logs a
+# warning about it each time.
+logging.getLogger("mail.log").addFilter(
+    lambda record: "login_data is deprecated" not in record.getMessage()
+)
+warnings.filterwarnings(
+    "ignore", message="Requiring AUTH while not requiring TLS", module="aiosmtpd"
+)
+
+
+@dataclass(frozen=True)
+class ListenerConfig:
+    host: str
+    port: int
+    tls_port: int  # implicit TLS; 0 for none
+    tls_context: ssl.SSLContext | None
+    hostname: str
+    max_message_bytes: int
+    plaintext_auth_on_loopback: bool = False
+    reuse_port: bool = False  # several listener processes may share the ports
+
+    @classmethod
+    def from_settings(cls, **overrides: Any) -> ListenerConfig:
+        values: dict[str, Any] = {
+            "host": settings.SENDGATE_SUBMISSION_HOST,
+            "port": settings.SENDGATE_SUBMISSION_PORT,
+            "tls_port": settings.SENDGATE_SUBMISSION_TLS_PORT,
+            "tls_context": server_tls_context(
+                settings.SENDGATE_SUBMISSION_CERT_FILE, settings.SENDGATE_SUBMISSION_KEY_FILE
+            ),
+            "hostname": settings.SENDGATE_SUBMISSION_HOSTNAME,
+            "max_message_bytes": settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES,
+            "plaintext_auth_on_loopback": settings.SENDGATE_SUBMISSION_PLAINTEXT_AUTH_ON_LOOPBACK,
+        }
+        return cls(**(values | overrides))
+
+
+def server_tls_context(cert_file: str, key_file: str = "") -> ssl.SSLContext:
+    if not cert_file:
+        raise ImproperlyConfigured(
+            "Set SENDGATE_SUBMISSION_CERT_FILE: the submission port offers STARTTLS."
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file or None)
+    return context
+
+
+async def in_db(function: Callable, *args: Any) -> Any:
+    """Run ``function`` in Django's sync thread; drop a broken connection to reconnect next time."""
+
+    def guarded() -> Any:
+        try:
+            return function(*args)
+        except DatabaseError:
+            connection.close()
+            raise
+
+    return await sync_to_async(guarded, thread_sensitive=True)()
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a successful AUTH leaves in the session: the account, read once per session."""
+
+    account: Account
+    login: str
+
+
+def _peer_ip(session) -> str:
+    peer = session.peer
+    return peer[0] if isinstance(peer, tuple) else "0.0.0.0"  # noqa: S104 - a label, not a bind
+
+
+def _is_loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+def _refusal(reply: str) -> AuthResult:
+    """A failed AUTH answered with ``reply`` instead of aiosmtpd's 535."""
+    return AuthResult(success=False, handled=False, message=reply)
+
+
+class SubmissionSMTP(SMTP):
+    """aiosmtpd's SMTP, with the TLS demand relaxed per connection for loopback clients (demo)."""
+
+    def __init__(self, handler, *, implicit_tls: bool, plaintext_on_loopback: bool, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.implicit_tls = implicit_tls
+        self.plaintext_on_loopback = plaintext_on_loopback
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self._original_transport is None  # False when called again after STARTTLS
+        if first and self.plaintext_on_loopback:
+            peer = transport.get_extra_info("peername")
+            if isinstance(peer, tuple) and _is_loopback(peer[0]):
+                # aiosmtpd has only a per-server switch; this is the one connection's copy.
+                self._auth_require_tls = False
+                self.require_starttls = False
+        super().connection_made(transport)
+
+
+class SubmissionHandler:
+    """aiosmtpd hooks: every reply an authenticated client gets comes from the checks here."""
+
+    def __init__(self, hostname: str) -> None:
+        self.hostname = hostname
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        # aiosmtpd reads commands one by one from its stream, so pipelined commands just work.
+        return [responses[0], "250-PIPELINING", *responses[1:]]
+
+    # --- AUTH -------------------------------------------------------------------------------
+
+    async def auth_PLAIN(self, server: SubmissionSMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        else:
+            try:
+                blob = b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                return _refusal(_("501 5.5.2 Bad base64 data"))
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            return _refusal(_("501 5.5.2 Bad PLAIN data"))
+        return await self._authenticate(server, LoginPassword(parts[1], parts[2]))
+
+    async def auth_LOGIN(self, server: SubmissionSMTP, args: list[str]) -> AuthResult:  # noqa: N802
+        if len(args) == 1:
+            login = await server.challenge_auth(server.AuthLoginUsernameChallenge)
+        else:
+            try:
+                login = b64decode(args[1].encode(), validate=True)
+            except ValueError:
+                return _refusal(_("501 5.5.2 Bad base64 data"))
+        if login is MISSING:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        return await self._authenticate(server, LoginPassword(login, password))
+
+    async def _authenticate(self, server: SubmissionSMTP, data: LoginPassword) -> AuthResult:
+        try:
+            return await self._check_credentials(server, data)
+        except DatabaseError:
+            # A temporary reply: the client keeps the message and tries again (RFC 4954).
+            log.exception("submission AUTH could not use the database")
+            return _refusal(_("454 4.7.0 Temporary authentication failure; try again later"))
+
+    async def _check_credentials(self, server: SubmissionSMTP, data: LoginPassword) -> AuthResult:
+        ip = _peer_ip(server.session)
+        login = data.login.decode("utf-8", "replace")
+        if await in_db(credentials.is_locked, ip, login):
+            return _refusal(_("454 4.7.0 Too many failed logins; try again later"))
+        candidates = await in_db(credentials.candidates, login)
+        password = data.password.decode("utf-8", "replace")
+        # Hashing takes a while on purpose; a worker thread keeps other sessions moving.
+        match = await asyncio.to_thread(credentials.matching, password, candidates)
+        if match is None:
+            failures = await in_db(credentials.record_failure, ip, login)
+            await asyncio.sleep(credentials.failure_delay(failures))
+            return AuthResult(success=False, handled=False)
+        await in_db(credentials.record_use, match)
+        log.info("submission AUTH ok for %s from %s", match.account.email, ip)
+        return AuthResult(success=True, auth_data=Identity(match.account, login))
+
+    # --- the envelope -----------------------------------------------------------------------
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
+        identity: Identity = session.auth_data
+
+        def check() -> None:
+            check_sender(identity.account, address)
+            check_daily_limit(identity.account)
+
+        try:
+            await in_db(check)
+        except Refused as refusal:
+            return refusal.reply
+        except DatabaseError:
+            log.exception("submission MAIL from %s not checked", identity.login)
+            return _("451 4.3.0 Temporary failure; try again later")
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return _("250 2.1.0 Sender OK")
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        try:
+            check_recipient(address)
+            check_recipient_count(len(envelope.rcpt_tos) + 1)
+        except Refused as refusal:
+            return refusal.reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return _("250 2.1.5 Recipient OK")
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        identity: Identity = session.auth_data
+        tls = server.implicit_tls or session.ssl is not None
+        received = (
+            f"from {session.host_name} ([{_peer_ip(session)}]) by {self.hostname} "
+            f"(Sendgate) with {'ESMTPSA' if tls else 'ESMTPA'}"
+        )
+
+        def store():
+            return submit(
+                identity.account,
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                envelope.content,
+                received,
+            )
+
+        try:
+            message = await in_db(store)
+        except Refused as refusal:
+            return refusal.reply
+        except Exception:
+            log.exception("submission from %s not stored", identity.login)
+            return _("451 4.3.0 Could not store the message; try again later")
+        # The outbox row is committed: only now may the client forget the message.
+        return _("250 2.0.0 Queued as %(id)s") % {"id": message.pk}
+
+
+def protocol_factory(
+    config: ListenerConfig, handler: SubmissionHandler, *, implicit_tls: bool
+) -> Callable[[], SubmissionSMTP]:
+    def make() -> SubmissionSMTP:
+        return SubmissionSMTP(
+            handler,
+            implicit_tls=implicit_tls,
+            plaintext_on_loopback=config.plaintext_auth_on_loopback,
+            hostname=config.hostname,
+            ident="Sendgate ESMTP",
+            data_size_limit=config.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            auth_required=True,
+            # With implicit TLS the whole session is encrypted; aiosmtpd only knows STARTTLS.
+            tls_context=None if implicit_tls else config.tls_context,
+            require_starttls=not implicit_tls,
+            auth_require_tls=not implicit_tls,
+        )
+
+    return make
+
+
+async def start_servers(config: ListenerConfig) -> list[asyncio.base_events.Server]:
+    """Open the STARTTLS port and, if configured, the implicit-TLS port."""
+    loop = asyncio.get_running_loop()
+    handler = SubmissionHandler(config.hostname)
+    servers = [
+        await loop.create_server(
+            protocol_factory(config, handler, implicit_tls=False),
+            config.host,
+            config.port,
+            reuse_port=config.reuse_port or None,
+        )
+    ]
+    if config.tls_port:
+        servers.append(
+            await loop.create_server(
+                protocol_factory(config, handler, implicit_tls=True),
+                config.host,
+                config.tls_port,
+                ssl=config.tls_context,
+                reuse_port=config.reuse_port or None,
+            )
+        )
+    return servers

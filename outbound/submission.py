@@ -1,0 +1,155 @@
+"""The rules for a message a client hands over whole (SMTP submission, sendmail).
+
+Both callers use these checks and end in ``intake.queue``, the one way into the outbox. A refusal is
+a ``Refused`` carrying the SMTP reply; sendmail turns it into an exit status.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from email.headerregistry import Address
+from email.parser import Parser
+from email.policy import default as default_policy
+from email.utils import format_datetime, make_msgid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from gateways.addresses import domain_of, normalize_address
+from gateways.models import Account
+
+from .headers import split_header, with_headers, without_headers
+from .intake import queue, sendable_addresses
+from .models import Message
+
+
+class Refused(Exception):
+    """The message (or one command) is refused with this SMTP reply, e.g. ``550 5.7.1 ...``."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+    @property
+    def code(self) -> int:
+        return int(self.reply[:3])
+
+
+def allowed_senders(account: Account) -> set[str]:
+    """Lower-cased addresses the account may use: its primary address and verified aliases."""
+    return {address.lower() for address, _name in sendable_addresses(account)}
+
+
+def check_sender(account: Account, address: str, allowed: set[str] | None = None) -> str:
+    """Return the normalized address if the account may send as it, else refuse."""
+    try:
+        address = normalize_address(address)
+    except ValidationError:
+        raise Refused(_("501 5.1.7 Bad sender address syntax")) from None
+    if allowed is None:
+        allowed = allowed_senders(account)
+    if address.lower() not in allowed:
+        raise Refused(
+            _(
+                "550 5.7.1 You may not send as %(address)s: use your primary address or a "
+                "verified send-as alias"
+            )
+            % {"address": address}
+        )
+    return address
+
+
+def check_recipient(address: str) -> str:
+    try:
+        return normalize_address(address)
+    except ValidationError:
+        raise Refused(_("501 5.1.3 Bad recipient address syntax")) from None
+
+
+def check_recipient_count(count: int) -> None:
+    """Refuse the ``count``-th recipient of one message if it is one too many."""
+    limit = settings.SENDGATE_SUBMISSION_MAX_RECIPIENTS
+    if count > limit:
+        raise Refused(
+            _("452 4.5.3 Too many recipients: at most %(limit)d per message") % {"limit": limit}
+        )
+
+
+def over_daily_limit(account: Account) -> bool:
+    since = timezone.now() - timedelta(days=1)
+    # Sendgate's own reports to the account do not use up its quota.
+    sent = Message.objects.filter(
+        account=account, kind=Message.Kind.MAIL, created_at__gte=since
+    ).count()
+    return sent >= settings.SENDGATE_DAILY_MESSAGE_LIMIT
+
+
+def check_daily_limit(account: Account) -> None:
+    # Temporary: the same message is accepted once the oldest of the day's messages ages out.
+    if over_daily_limit(account):
+        raise Refused(
+            _("451 4.7.1 You reached your limit of %(limit)d messages in 24 hours; try later")
+            % {"limit": settings.SENDGATE_DAILY_MESSAGE_LIMIT}
+        )
+
+
+def from_header_address(raw: bytes) -> str:
+    """The one address in the message's From header, or refuse."""
+    head, _rest = split_header(raw)
+    headers = Parser(policy=default_policy).parsestr(
+        head.decode("utf-8", "replace"), headersonly=True
+    )
+    fields = headers.get_all("from") or []
+    addresses: tuple[Address, ...] = fields[0].addresses if len(fields) == 1 else ()
+    if len(addresses) != 1 or not addresses[0].addr_spec:
+        raise Refused(_("550 5.7.1 The message needs a From header with exactly one address"))
+    return addresses[0].addr_spec
+
+
+def submit(
+    account: Account,
+    envelope_from: str,
+    recipients: list[str],
+    raw: bytes,
+    received: str,
+) -> Message:
+    """Check everything, then commit the message to the outbox; refuse with ``Refused``.
+
+    ``received`` is the ``Received:`` value up to the date, which is added here.
+    """
+    allowed = allowed_senders(account)  # one query for the envelope and the From header
+    check_sender(account, envelope_from, allowed)
+    if not recipients:
+        raise Refused(_("554 5.5.1 No valid recipients"))
+    recipients = [check_recipient(r) for r in recipients]
+    check_recipient_count(len(recipients))
+    if len(raw) > settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES:
+        raise Refused(_("552 5.3.4 Message too big"))
+    check_daily_limit(account)
+    try:
+        from_address = check_sender(account, from_header_address(raw), allowed)
+    except Refused as refusal:
+        if refusal.code == 501:
+            raise Refused(_("550 5.7.1 The From header holds no valid address")) from None
+        raise Refused(
+            _("550 5.7.1 The From header must be your primary address or a verified send-as alias")
+        ) from None
+
+    head, _rest = split_header(raw)
+    headers = Parser(policy=default_policy).parsestr(
+        head.decode("utf-8", "replace"), headersonly=True
+    )
+    now = timezone.now()
+    added = [f"Received: {received}; {format_datetime(now)}"]
+    if headers["date"] is None:
+        added.append(f"Date: {format_datetime(now)}")
+    message_id = str(headers["message-id"] or "").strip()
+    if not message_id:
+        message_id = make_msgid(domain=domain_of(from_address))
+        added.append(f"Message-ID: {message_id}")
+    # Bcc recipients are in the envelope; the header would tell every recipient about them.
+    raw = with_headers(without_headers(raw, {"bcc"}), added)
+    subject = " ".join(str(headers["subject"] or "").split())  # unfolded, no control characters
+    return queue(account, from_address, recipients, subject, message_id[:255], raw)

@@ -1,0 +1,67 @@
+"""The App passwords page: create (shown once, stored hashed), list, revoke; others' are a 404."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.hashers import check_password
+from django.urls import reverse
+
+from outbound.credentials import candidates, create_app_password, matching
+from outbound.models import AppPassword
+
+from .conftest import PASSWORD
+
+
+@pytest.fixture
+def ann_client(client, people):
+    assert client.login(username=people.user.email, password=PASSWORD)
+    return client
+
+
+def test_a_new_app_password_is_shown_once_and_stored_only_as_a_hash(ann_client, people):
+    response = ann_client.post(reverse("app_password_list"), {"name": "Laptop"})
+    page = response.content.decode()
+    shown = re.search(r'<code class="secret">([a-z ]+)</code>', page).group(1)
+    app_password = AppPassword.objects.get(account=people.user)
+    assert app_password.name == "Laptop"
+    assert shown not in app_password.password_hash
+    assert check_password(shown.replace(" ", ""), app_password.password_hash)
+
+    again = ann_client.get(reverse("app_password_list")).content.decode()
+    assert "Laptop" in again and shown not in again
+
+
+def test_the_app_password_matches_with_or_without_spaces_and_the_console_password_does_not(
+    people,
+):
+    _app, shown = create_app_password(people.user, "Phone")
+    found = candidates(people.user.email)
+    assert matching(shown, found) is not None
+    assert matching(shown.replace(" ", "").upper(), found) is not None
+    assert matching(PASSWORD, found) is None
+
+
+def test_revoking_asks_first_then_deletes(ann_client, people):
+    app_password, _shown = create_app_password(people.user, "Old laptop")
+    url = reverse("app_password_revoke", args=[app_password.pk])
+    assert "Revoke “Old laptop”?" in ann_client.get(url).content.decode()
+    assert AppPassword.objects.filter(pk=app_password.pk).exists()
+    ann_client.post(url)
+    assert not AppPassword.objects.filter(pk=app_password.pk).exists()
+
+
+def test_another_users_app_password_is_a_404_and_stays(client, people):
+    app_password, _shown = create_app_password(people.user, "Ann's desk")
+    assert client.login(username=people.outsider.email, password=PASSWORD)
+    url = reverse("app_password_revoke", args=[app_password.pk])
+    assert client.get(url).status_code == 404
+    assert client.post(url).status_code == 404
+    assert AppPassword.objects.filter(pk=app_password.pk).exists()
+    assert "Ann&#x27;s desk" not in client.get(reverse("app_password_list")).content.decode()
+
+
+def test_app_passwords_are_in_the_user_navigation(ann_client):
+    page = ann_client.get(reverse("app_password_list")).content.decode()
+    assert f'href="{reverse("app_password_list")}" aria-current="page"' in page
