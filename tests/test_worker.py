@@ -69,9 +69,11 @@ def test_sweeper_recovers_a_message_whose_wake_up_was_lost(world, celery_worker)
         raw=b"From: ann@example.com\r\nTo: bob@elsewhere.test\r\nSubject: Lost\r\n\r\nHello\r\n",
     )
     sweep_outbox.delay()
-    wait_for(lambda: gateway.messages, what="the swept message to arrive")
-    message.refresh_from_db()
-    assert message.state == Message.State.SENT
+    wait_for(
+        lambda: Message.objects.filter(pk=message.pk, state=Message.State.SENT).exists(),
+        what="the swept message to be delivered",
+    )
+    assert [m.message["Subject"] for m in gateway.messages] == ["Lost"]
 
 
 def test_killing_a_worker_mid_batch_loses_no_message(
