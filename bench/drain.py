@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=2, help="pool size per worker")
-    parser.add_argument("--batch", type=int, default=100, help="messages per task")
+    parser.add_argument("--batch", type=int, default=200, help="messages per task")
     parser.add_argument("--no-record", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args()
 

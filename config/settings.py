@@ -205,7 +205,10 @@ SENDGATE_DIRECT_MX_PORT = env.int("SENDGATE_DIRECT_MX_PORT", default=25)
 # A claimed message whose worker vanished is retried after this many seconds.
 SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)
 # Messages the sweeper hands one task at a time; a batch shares one connection per server.
-SENDGATE_BATCH_SIZE = env.int("SENDGATE_BATCH_SIZE", default=50)
+SENDGATE_BATCH_SIZE = env.int("SENDGATE_BATCH_SIZE", default=200)
+# A batch starts no new message after this many seconds (well inside the task time limit), so
+# its outcomes are always recorded; what it did not start is handed back at once.
+SENDGATE_BATCH_SECONDS = env.float("SENDGATE_BATCH_SECONDS", default=60.0)
 # Policy propagation: accounts per UPDATE batch, and how long a worker holds a propagation before
 # beat may hand it to another (renewed after every batch).
 SENDGATE_POLICY_BATCH_SIZE = env.int("SENDGATE_POLICY_BATCH_SIZE", default=5000)

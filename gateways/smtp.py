@@ -186,22 +186,27 @@ Job = tuple[str, list[str], bytes | None]  # envelope sender, recipients, messag
 
 
 async def send_many(
-    target: Target, jobs: list[Job], deadline: float | None = None
-) -> list[Outcome]:
-    """Send ``jobs`` in turn over one connection, reopened once if it breaks.
+    target: Target, jobs: list[Job], deadline: float | None = None, stop_at: float | None = None
+) -> list[Outcome | None]:
+    """Send ``jobs`` in turn over one connection, reopened when it breaks.
 
     Each job has its own overall deadline (connecting included when it opens the connection) and
     its own outcome. When the server cannot be reached or refuses us (TLS, AUTH), the remaining
     jobs get that outcome without another try, so a dead server costs one deadline, not one each.
+    Jobs not started by ``stop_at`` (event-loop time) get None: the caller hands them back.
     """
     deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
+    loop = asyncio.get_running_loop()
     transcript: list[str] = []
     connection: Connection | None = None
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome | None] = []
     open_failure: Outcome | None = None
     for mail_from, recipients, data in jobs:
         if open_failure is not None:
             outcomes.append(open_failure)
+            continue
+        if stop_at is not None and loop.time() >= stop_at:
+            outcomes.append(None)
             continue
         opening = connection is None
         try:

@@ -119,7 +119,7 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         Message.objects.select_related("account__domain").filter(pk__in=claimed).order_by("pk")
     )  # a message deleted meanwhile is simply not here
     routes = routes_for(messages)
-    results: dict[int, Results] = {}
+    results: dict[int, Results | None] = {}
     by_server: dict[int, list[Message]] = defaultdict(list)
     for message in messages:
         route = routes[message.pk]
@@ -135,6 +135,10 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         # Same host, port, security and credentials: one connection, whoever's alias it is.
         by_target[servers[server_id].target()].extend(server_messages)
     results |= _send_through_servers(by_target, routes)
+    not_started = [pk for pk, result in results.items() if result is None]
+    if not_started:
+        _release(not_started)
+        messages = [m for m in messages if results[m.pk] is not None]
 
     attempts = [
         _attempt(message, routes[message.pk], label, outcome)
@@ -158,8 +162,12 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
 
 def _send_through_servers(
     by_target: dict[Target, list[Message]], routes: dict[int, Route]
-) -> dict[int, Results]:
-    """One connection per server, all servers at once; each message keeps its own outcome."""
+) -> dict[int, Results | None]:
+    """One connection per server, all servers at once; each message keeps its own outcome.
+
+    A batch stops starting new messages after SENDGATE_BATCH_SECONDS, well inside the task's
+    time limit, so its outcomes are always recorded; a message not started gets None.
+    """
     plan = list(by_target.items())
 
     def job(message: Message) -> Job:
@@ -167,18 +175,33 @@ def _send_through_servers(
         data = with_sender(bytes(message.raw), route.sender_header)
         return (route.envelope_from, list(message.pending_recipients), data)
 
-    async def run_all() -> list[list[Outcome]]:
+    async def run_all() -> list[list[Outcome | None]]:
+        stop_at = asyncio.get_running_loop().time() + settings.SENDGATE_BATCH_SECONDS
         return await asyncio.gather(
-            *(send_many(target, [job(m) for m in messages]) for target, messages in plan)
+            *(
+                send_many(target, [job(m) for m in messages], stop_at=stop_at)
+                for target, messages in plan
+            )
         )
 
-    results: dict[int, Results] = {}
+    results: dict[int, Results | None] = {}
     if not plan:
         return results
     for (target, messages), outcomes in zip(plan, asyncio.run(run_all()), strict=True):
         for message, outcome in zip(messages, outcomes, strict=True):
-            results[message.pk] = [(target.label, list(message.pending_recipients), outcome)]
+            results[message.pk] = (
+                None
+                if outcome is None
+                else [(target.label, list(message.pending_recipients), outcome)]
+            )
     return results
+
+
+def _release(message_ids: list[int]) -> None:
+    """Hand back claimed messages that were not attempted: due again at once, no attempt used."""
+    Message.objects.filter(pk__in=message_ids, state=Message.State.SENDING).update(
+        state=Message.State.QUEUED, lease_until=None, attempt_count=F("attempt_count") - 1
+    )
 
 
 def _save_settled(messages: list[Message]) -> None:

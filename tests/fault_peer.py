@@ -19,6 +19,7 @@ class Script:
     drop_mid_data: bool = False  # close the connection halfway through the message
     drop_after_dot: bool = False  # read the whole message, close before replying
     drop_after_reply: bool = False  # reply to the message, then close without waiting
+    data_delay: float = 0.0  # seconds to think before answering the message
 
 
 @dataclass
@@ -131,6 +132,7 @@ class FaultPeer:
                     if s.drop_after_dot:
                         writer.close()
                         return
+                    await asyncio.sleep(s.data_delay)
                     if s.data_reply.startswith("2"):
                         self.delivered.append(Delivered(mail_from, list(rcpts), data))
                     await say(s.data_reply)

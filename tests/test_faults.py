@@ -322,3 +322,24 @@ def test_an_unreachable_server_costs_one_deadline_for_the_whole_batch(
     delivery.deliver_batch(ids)
     assert peer.connections == 1
     assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {"deferred"}
+
+
+def test_a_slow_server_cannot_push_a_batch_past_its_time_budget(
+    people, gateway_is, fault_peer, settings
+):
+    """What a batch did not start in time is handed back untouched, then sent exactly once."""
+    settings.SENDGATE_BATCH_SECONDS = 0.5
+    peer = gateway_is(fault_peer(data_delay=0.3))
+    ids = [accept_message(people.user, people.user.email, [BOB], f"#{n}", "B").pk for n in range(6)]
+    delivery.deliver_batch(ids)
+
+    sent = set(Message.objects.filter(pk__in=ids, state="sent").values_list("pk", flat=True))
+    handed_back = Message.objects.filter(pk__in=ids, state="queued")
+    assert 1 <= len(sent) < 6 and handed_back.count() == 6 - len(sent)
+    assert {m.attempt_count for m in handed_back} == {0}
+    assert not DeliveryAttempt.objects.filter(message__in=handed_back).exists()
+
+    settings.SENDGATE_BATCH_SECONDS = 60
+    delivery.deliver_batch(ids)
+    assert len(peer.delivered) == 6
+    assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {"sent"}
