@@ -185,50 +185,65 @@ class Connection:
 Job = tuple[str, list[str], bytes | None]  # envelope sender, recipients, message (None: probe)
 
 
+class Sender:
+    """Sends jobs to one server over one connection, kept open between calls, reopened when it
+    breaks. Each job has its own overall deadline (connecting included when it opens the
+    connection) and its own outcome. When the server cannot be reached or refuses us (TLS, AUTH),
+    every later job gets that outcome without another try: a dead server costs one deadline."""
+
+    def __init__(self, target: Target, deadline: float | None = None) -> None:
+        self.target = target
+        self.deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
+        self.transcript: list[str] = []
+        self.connection: Connection | None = None
+        self.open_failure: Outcome | None = None
+
+    async def send(self, jobs: list[Job], stop_at: float | None = None) -> list[Outcome | None]:
+        """Send ``jobs`` in turn; jobs not started by ``stop_at`` (event-loop time) get None."""
+        loop = asyncio.get_running_loop()
+        outcomes: list[Outcome | None] = []
+        for job in jobs:
+            if self.open_failure is not None:
+                outcomes.append(self.open_failure)
+            elif stop_at is not None and loop.time() >= stop_at:
+                outcomes.append(None)
+            else:
+                outcomes.append(await self._send_one(*job))
+        return outcomes
+
+    async def _send_one(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
+        opening = self.connection is None
+        try:
+            async with asyncio.timeout(self.deadline):
+                if self.connection is None:
+                    self.connection = Connection(self.target, self.transcript)
+                    await self.connection.open()
+                outcome = await self.connection.transfer(mail_from, recipients, data)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
+            outcome = _describe(exc, self.target, self.deadline)
+            refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
+            if opening or not refused_only or self.connection.broken:
+                await self.close()
+                if opening:
+                    self.open_failure = outcome
+        outcome.transcript = self.transcript
+        return outcome
+
+    async def close(self) -> None:
+        if self.connection is not None:
+            await self.connection.close()
+            self.connection = None
+
+
 async def send_many(
     target: Target, jobs: list[Job], deadline: float | None = None, stop_at: float | None = None
 ) -> list[Outcome | None]:
-    """Send ``jobs`` in turn over one connection, reopened when it breaks.
-
-    Each job has its own overall deadline (connecting included when it opens the connection) and
-    its own outcome. When the server cannot be reached or refuses us (TLS, AUTH), the remaining
-    jobs get that outcome without another try, so a dead server costs one deadline, not one each.
-    Jobs not started by ``stop_at`` (event-loop time) get None: the caller hands them back.
-    """
-    deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
-    loop = asyncio.get_running_loop()
-    transcript: list[str] = []
-    connection: Connection | None = None
-    outcomes: list[Outcome | None] = []
-    open_failure: Outcome | None = None
-    for mail_from, recipients, data in jobs:
-        if open_failure is not None:
-            outcomes.append(open_failure)
-            continue
-        if stop_at is not None and loop.time() >= stop_at:
-            outcomes.append(None)
-            continue
-        opening = connection is None
-        try:
-            async with asyncio.timeout(deadline):
-                if connection is None:
-                    connection = Connection(target, transcript)
-                    await connection.open()
-                outcome = await connection.transfer(mail_from, recipients, data)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
-            outcome = _describe(exc, target, deadline)
-            refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
-            if opening or not refused_only or connection.broken:
-                if connection is not None:
-                    await connection.close()
-                connection = None
-                if opening:
-                    open_failure = outcome
-        outcome.transcript = transcript
-        outcomes.append(outcome)
-    if connection is not None:
-        await connection.close()
-    return outcomes
+    """Send ``jobs`` over one connection and close it (see Sender)."""
+    sender = Sender(target, deadline)
+    try:
+        return await sender.send(jobs, stop_at)
+    finally:
+        await sender.close()
 
 
 async def run_session(
@@ -240,7 +255,7 @@ async def run_session(
 ) -> Outcome:
     """Connect, secure, authenticate and send ``data`` (or only probe MAIL FROM when None)."""
     [outcome] = await send_many(target, [(mail_from, recipients or [], data)], deadline)
-    return outcome
+    return outcome  # never None: there is no stop_at
 
 
 def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 
 from gateways import dns
 from gateways.models import SendAsAlias, SmtpServer
-from gateways.smtp import Job, Outcome, Security, Target, run_session, send_many
+from gateways.smtp import Job, Outcome, Security, Sender, Target, run_session
 
 from . import reports
 from .headers import with_sender
@@ -110,6 +110,11 @@ def deliver(message_id: int, resolver: dns.Resolver | None = None) -> None:
     deliver_batch([message_id], resolver)
 
 
+# Messages each server gets per round. Outcomes are saved after every round, so a worker killed
+# mid-batch can only have sent this many per server without a record (they are sent again).
+ROUND_SIZE = 5
+
+
 def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) -> None:
     """Make one attempt for each due message no other worker has; safe to call twice."""
     claimed = claim(message_ids)
@@ -119,14 +124,13 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         Message.objects.select_related("account__domain").filter(pk__in=claimed).order_by("pk")
     )  # a message deleted meanwhile is simply not here
     routes = routes_for(messages)
-    results: dict[int, Results | None] = {}
     by_server: dict[int, list[Message]] = defaultdict(list)
     for message in messages:
         route = routes[message.pk]
         if route.hold:
-            results[message.pk] = [("", message.pending_recipients, _held(message))]
+            _record([(message, [("", message.pending_recipients, _held(message))])], routes)
         elif route.kind == RouteKind.DIRECT_MX:
-            results[message.pk] = _send_direct(route, message, resolver)
+            _record([(message, _send_direct(route, message, resolver))], routes)
         else:
             by_server[route.server_id].append(message)
     servers = SmtpServer.objects.in_bulk(list(by_server))
@@ -134,67 +138,83 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
     for server_id, server_messages in by_server.items():
         # Same host, port, security and credentials: one connection, whoever's alias it is.
         by_target[servers[server_id].target()].extend(server_messages)
-    results |= _send_through_servers(by_target, routes)
-    not_started = [pk for pk, result in results.items() if result is None]
-    if not_started:
-        _release(not_started)
-        messages = [m for m in messages if results[m.pk] is not None]
-
-    attempts = [
-        _attempt(message, routes[message.pk], label, outcome)
-        for message in messages
-        for label, _rcpts, outcome in results[message.pk]
-        if label  # a held message made no attempt
-    ]
-    with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
-        DeliveryAttempt.objects.bulk_create(attempts)
-        notices = [_settle(m, routes[m.pk], results[m.pk]) for m in messages]
-        _save_settled(messages)
-        for message, notice in zip(messages, notices, strict=True):
-            if notice is not None:
-                reports.send_to_sender(message.account, notice)
-        for message in messages:
-            route = routes[message.pk]
-            failed_auth = [o for _l, _r, o in results[message.pk] if o.auth_failed]
-            if route.kind == RouteKind.USER_GATEWAY and failed_auth:
-                _pause_gateway(route.server_id, message, failed_auth[0].error)
+    if by_target:
+        _send_through_servers(by_target, routes)
 
 
-def _send_through_servers(
-    by_target: dict[Target, list[Message]], routes: dict[int, Route]
-) -> dict[int, Results | None]:
-    """One connection per server, all servers at once; each message keeps its own outcome.
+def _send_through_servers(by_target: dict[Target, list[Message]], routes: dict[int, Route]):
+    """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
-    A batch stops starting new messages after SENDGATE_BATCH_SECONDS, well inside the task's
-    time limit, so its outcomes are always recorded; a message not started gets None.
+    The event loop (and with it every open connection) lives for the whole batch, but runs only
+    during a round: between rounds this thread saves the outcomes with the ORM. The batch starts
+    no new message after SENDGATE_BATCH_SECONDS (well inside the task's time limit); what it did
+    not start is handed back.
     """
-    plan = list(by_target.items())
 
     def job(message: Message) -> Job:
         route = routes[message.pk]
         data = with_sender(bytes(message.raw), route.sender_header)
         return (route.envelope_from, list(message.pending_recipients), data)
 
-    async def run_all() -> list[list[Outcome | None]]:
-        stop_at = asyncio.get_running_loop().time() + settings.SENDGATE_BATCH_SECONDS
-        return await asyncio.gather(
-            *(
-                send_many(target, [job(m) for m in messages], stop_at=stop_at)
-                for target, messages in plan
-            )
-        )
+    async def together(coroutines) -> list:
+        return await asyncio.gather(*coroutines)
 
-    results: dict[int, Results | None] = {}
-    if not plan:
-        return results
-    for (target, messages), outcomes in zip(plan, asyncio.run(run_all()), strict=True):
-        for message, outcome in zip(messages, outcomes, strict=True):
-            results[message.pk] = (
-                None
-                if outcome is None
-                else [(target.label, list(message.pending_recipients), outcome)]
+    loop = asyncio.new_event_loop()
+    senders = {target: Sender(target) for target in by_target}
+    queues = {target: list(messages) for target, messages in by_target.items()}
+    stop_at = loop.time() + settings.SENDGATE_BATCH_SECONDS
+    try:
+        while any(queues.values()):
+            this_round = {t: q[:ROUND_SIZE] for t, q in queues.items() if q}
+            for target, taken in this_round.items():
+                del queues[target][: len(taken)]
+            outcomes = loop.run_until_complete(
+                together(
+                    (
+                        senders[t].send([job(m) for m in taken], stop_at)
+                        for t, taken in this_round.items()
+                    )
+                )
             )
-    return results
+            done, not_started = [], []
+            for (target, taken), sent in zip(this_round.items(), outcomes, strict=True):
+                for message, outcome in zip(taken, sent, strict=True):
+                    if outcome is None:
+                        not_started.append(message.pk)
+                    else:
+                        done.append(
+                            (message, [(target.label, message.pending_recipients, outcome)])
+                        )
+            _record(done, routes)
+            if not_started:
+                _release(not_started)
+    finally:
+        loop.run_until_complete(together(s.close() for s in senders.values()))
+        loop.close()
+
+
+def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
+    """Save attempts and outcomes of finished messages, with any reports, in one transaction."""
+    if not done:
+        return
+    attempts = [
+        _attempt(message, routes[message.pk], label, outcome)
+        for message, results in done
+        for label, _rcpts, outcome in results
+        if label  # a held message made no attempt
+    ]
+    with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
+        DeliveryAttempt.objects.bulk_create(attempts)
+        notices = [_settle(m, routes[m.pk], results) for m, results in done]
+        _save_settled([m for m, _results in done])
+        for (message, _results), notice in zip(done, notices, strict=True):
+            if notice is not None:
+                reports.send_to_sender(message.account, notice)
+        for message, results in done:
+            route = routes[message.pk]
+            failed_auth = [o for _l, _r, o in results if o.auth_failed]
+            if route.kind == RouteKind.USER_GATEWAY and failed_auth:
+                _pause_gateway(route.server_id, message, failed_auth[0].error)
 
 
 def _release(message_ids: list[int]) -> None:

@@ -8,8 +8,11 @@ from . import delivery
 
 @shared_task
 def deliver_message(message_id: int) -> None:
-    """Wake-up for one newly accepted message."""
-    delivery.deliver(message_id)
+    """Wake-up for a newly accepted message. It takes whatever else is due along (up to a batch),
+    so a burst of intake turns into batches that share connections; the wake-ups of messages
+    already taken find nothing left to claim and return at once."""
+    others = delivery.due_message_ids(limit=settings.SENDGATE_BATCH_SIZE - 1)
+    delivery.deliver_batch([message_id, *(pk for pk in others if pk != message_id)])
 
 
 @shared_task
