@@ -31,18 +31,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, free_port, percentile  # noqa: E402
+
 ACCOUNTS = 1000
 ALIAS_SINKS = 10
 APP_PASSWORD = "benchbenchbenchb"  # noqa: S105 - a throw-away bench login
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare_environment(var_dir: Path) -> dict[str, str]:
@@ -230,11 +225,6 @@ def peak_memory_mb(pid: int, children: bool = False) -> float:
     return total
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10000)
@@ -248,7 +238,6 @@ def main() -> None:
     parser.add_argument("--unloaded", type=int, default=50, help="messages for unloaded latency")
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
     var_dir = Path(tempfile.mkdtemp(prefix="sendgate-bench-"))
     env = prepare_environment(var_dir)
     import django
