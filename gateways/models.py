@@ -43,6 +43,15 @@ class Domain(models.Model):
     admins = models.ManyToManyField(
         "Account", blank=True, related_name="administered_domains", verbose_name=_("admins")
     )
+    require_tls_direct = models.BooleanField(
+        _("require TLS for direct delivery"),
+        default=False,
+        help_text=_(
+            "Without an outbound gateway, mail goes straight to the recipients' mail servers. "
+            "Off: TLS whenever they offer it. On: only over TLS with a valid certificate; "
+            "servers that cannot do that get no mail (it waits and retries)."
+        ),
+    )
 
     objects = DomainQuerySet.as_manager()
 

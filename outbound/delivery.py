@@ -271,10 +271,14 @@ def _send_direct(route: Route, message: Message, resolver: dns.Resolver | None) 
             continue
         outcome = Outcome(ok=False, error=_("No mail exchanger answered."))
         label = domain
+        sender_domain = message.account.domain
+        security = (
+            Security.STARTTLS
+            if sender_domain and sender_domain.require_tls_direct
+            else Security.OPPORTUNISTIC
+        )
         for host in hosts:
-            target = Target(
-                host=host, port=settings.SENDGATE_DIRECT_MX_PORT, security=Security.OPPORTUNISTIC
-            )
+            target = Target(host=host, port=settings.SENDGATE_DIRECT_MX_PORT, security=security)
             label = target.label
             outcome = asyncio.run(run_session(target, route.envelope_from, group, data))
             if outcome.ok or outcome.permanent:

@@ -34,6 +34,17 @@ def _saved_message(request: HttpRequest, change: PolicyChange | None) -> None:
 
 
 @login_required
+@require_POST
+def direct_delivery_tls(request: HttpRequest, pk: int) -> HttpResponse:
+    """Whether direct delivery to recipients' MX hosts may fall back to plaintext."""
+    domain = get_domain_for_admin(request, pk)
+    domain.require_tls_direct = request.POST.get("require_tls_direct") == "1"
+    domain.save(update_fields=["require_tls_direct"])
+    messages.success(request, _("Direct delivery settings saved."))
+    return redirect("domain_policy", pk=domain.pk)
+
+
+@login_required
 def domain_policy(request: HttpRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     policy = current_policy(domain)

@@ -69,3 +69,17 @@ def test_users_and_other_admins_get_404(client, people):
         client.login(username=account.email, password=PASSWORD)
         for name in ("delivery_log", "delivery_counters"):
             assert client.get(reverse(name, args=[people.domain.pk])).status_code == 404
+
+
+def test_admin_can_require_tls_for_direct_delivery_and_outsiders_cannot(client, people):
+    url = reverse("direct_delivery_tls", args=[people.domain.pk])
+    client.login(username=people.outsider.email, password=PASSWORD)
+    assert client.post(url, {"require_tls_direct": "1"}).status_code == 404
+    client.login(username=people.admin.email, password=PASSWORD)
+    assert (
+        "Require TLS with a valid certificate"
+        in client.get(reverse("domain_policy", args=[people.domain.pk])).content.decode()
+    )
+    client.post(url, {"require_tls_direct": "1"})
+    people.domain.refresh_from_db()
+    assert people.domain.require_tls_direct

@@ -343,3 +343,30 @@ def test_a_slow_server_cannot_push_a_batch_past_its_time_budget(
     delivery.deliver_batch(ids)
     assert len(peer.delivered) == 6
     assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {"sent"}
+
+
+def test_direct_delivery_never_falls_back_to_plaintext_when_the_domain_requires_tls(
+    people, trust_test_ca, fault_peer, settings, pki
+):
+    people.domain.require_tls_direct = True
+    people.domain.save()
+    plain = fault_peer()  # offers no STARTTLS
+    settings.SENDGATE_DIRECT_MX_PORT = plain.port
+    resolver = FakeResolver({"elsewhere.test": [(10, "localhost")]})
+    message = accept_message(people.user, people.user.email, [BOB], "Hi", "B")
+    delivery.deliver(message.pk, resolver=resolver)
+    message.refresh_from_db()
+    assert plain.delivered == [] and message.state == Message.State.DEFERRED
+    assert "STARTTLS" in message.last_reply
+
+    secure = fault_peer(starttls=pki.server_context)  # STARTTLS, certificate for localhost
+    settings.SENDGATE_DIRECT_MX_PORT = secure.port
+    message = attempt_with(message, resolver)
+    assert message.state == Message.State.SENT and len(secure.delivered) == 1
+
+
+def attempt_with(message: Message, resolver) -> Message:
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now())
+    delivery.deliver(message.pk, resolver=resolver)
+    message.refresh_from_db()
+    return message
