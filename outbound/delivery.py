@@ -7,6 +7,7 @@ message keeps its own route, deadline, attempt record and outcome. One message i
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -125,12 +126,16 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
     )  # a message deleted meanwhile is simply not here
     routes = routes_for(messages)
     by_server: dict[int, list[Message]] = defaultdict(list)
+    budget_ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
     for message in messages:
         route = routes[message.pk]
         if route.hold:
             _record([(message, [("", message.pending_recipients, _held(message))])], routes)
         elif route.kind == RouteKind.DIRECT_MX:
-            _record([(message, _send_direct(route, message, resolver))], routes)
+            if time.monotonic() >= budget_ends:
+                _release([message.pk])  # out of time: the next batch takes it
+            else:
+                _record([(message, _send_direct(route, message, resolver))], routes)
         else:
             by_server[route.server_id].append(message)
     servers = SmtpServer.objects.in_bulk(list(by_server))
@@ -139,10 +144,12 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         # Same host, port, security and credentials: one connection, whoever's alias it is.
         by_target[servers[server_id].target()].extend(server_messages)
     if by_target:
-        _send_through_servers(by_target, routes)
+        _send_through_servers(by_target, routes, budget_ends)
 
 
-def _send_through_servers(by_target: dict[Target, list[Message]], routes: dict[int, Route]):
+def _send_through_servers(
+    by_target: dict[Target, list[Message]], routes: dict[int, Route], budget_ends: float
+) -> None:
     """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
     The event loop (and with it every open connection) lives for the whole batch, but runs only
@@ -162,7 +169,7 @@ def _send_through_servers(by_target: dict[Target, list[Message]], routes: dict[i
     loop = asyncio.new_event_loop()
     senders = {target: Sender(target) for target in by_target}
     queues = {target: list(messages) for target, messages in by_target.items()}
-    stop_at = loop.time() + settings.SENDGATE_BATCH_SECONDS
+    stop_at = loop.time() + (budget_ends - time.monotonic())  # the batch's one time budget
     try:
         while any(queues.values()):
             this_round = {t: q[:ROUND_SIZE] for t, q in queues.items() if q}
