@@ -124,8 +124,12 @@ def process_tree(pid: int) -> list[int]:
 
 
 def peak_rss_mib(pid: int) -> float:
-    """Peak resident memory (VmHWM) of one process, in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """Peak resident memory (VmHWM) of one process, in MiB; 0 if it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0

@@ -17,7 +17,6 @@ Without DATABASE_URL it runs on a fresh SQLite file and the filesystem broker.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import smtplib
 import ssl
@@ -33,7 +32,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, free_port, percentile  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROOT,
+    free_port,
+    peak_rss_mib,
+    percentile,
+    process_tree,
+    start_workers,
+)
 
 ACCOUNTS = 1000
 ALIAS_SINKS = 10
@@ -209,20 +215,8 @@ def client_session(
 
 
 def peak_memory_mb(pid: int, children: bool = False) -> float:
-    """VmHWM (peak resident set) of a process, plus its child processes' if asked."""
-    total = 0.0
-    pids = [pid]
-    if children:
-        with contextlib.suppress(OSError):
-            pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    for p in pids:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) / 1024
-        except OSError:
-            pass
-    return total
+    """VmHWM (peak resident set) of a process, plus its descendants' if asked."""
+    return sum(peak_rss_mib(p) for p in (process_tree(pid) if children else [pid]))
 
 
 def main() -> None:
@@ -261,32 +255,7 @@ def main() -> None:
         )
         for _ in range(args.listeners)
     ]
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "-Q",
-                env["SENDGATE_CELERY_QUEUE"],
-                "--concurrency",
-                str(args.concurrency),
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-l",
-                "WARNING",
-                "-n",
-                f"bench{i}@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        for i in range(args.workers)
-    ]
+    workers = start_workers(env, args.workers, args.concurrency, var_dir / "worker")
     try:
         time.sleep(6)  # listeners bound and workers ready
         submitted: dict[int, float] = {}
