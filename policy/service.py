@@ -55,10 +55,6 @@ def effective_values(domain: Domain) -> dict[int, Effective]:
     return resolve(unit_settings(domain.pk, current_policy(domain).allow_user_gateways))
 
 
-def effective_for_unit(unit: OrgUnit) -> bool:
-    return effective_values(unit.domain)[unit.pk].allow
-
-
 @dataclass(frozen=True)
 class TreeRow:
     """One line of the policy page: an OU, its depth, its own setting and its value's source."""
