@@ -226,10 +226,6 @@ class SmtpServer(models.Model):
     def is_paused(self) -> bool:
         return self.paused_at is not None
 
-    def pause(self, reason: str) -> None:
-        self.paused_at = timezone.now()
-        self.pause_reason = reason
-
     def resume(self) -> None:
         self.paused_at = None
         self.pause_reason = ""

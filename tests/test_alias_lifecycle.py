@@ -97,8 +97,8 @@ def test_a_paused_gateway_resumes_after_the_user_enters_the_right_password(
     alias, partner = partner_alias
     server = alias.smtp_server
     server.password = "old-password"
-    server.pause("535 5.7.8 authentication failed")
     server.save()
+    assert SmtpServer.pause_if_running(server.pk, "535 5.7.8 authentication failed")
     message = accept_message(people.user, alias.address, ["bob@x.test"], "Hi", "B")
     delivery.deliver(message.pk)
     assert Message.objects.get(pk=message.pk).state == "deferred"  # waits while paused
