@@ -20,11 +20,14 @@ RUN groupadd --system --gid 10001 sendgate \
  && useradd --system --uid 10001 --gid sendgate --home-dir /app --shell /usr/sbin/nologin sendgate
 
 # Only what the image needs, listed one by one: a bare `COPY . .` would also bake .env, .git and
-# var/ into the image.
+# var/ into the image, and demo/ (the demo servers) stays out of production.
 COPY pyproject.toml manage.py ./
 COPY config ./config
-COPY gateways ./gateways
+COPY mailkit ./mailkit
+COPY directory ./directory
 COPY policy ./policy
+COPY outbox ./outbox
+COPY gateways ./gateways
 COPY outbound ./outbound
 COPY templates ./templates
 COPY static ./static

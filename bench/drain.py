@@ -44,8 +44,9 @@ def seed(messages: int, ports: list[int]) -> list[int]:
     """Domain, 1,000 accounts, 500 aliases with per-user gateways, and the queued messages."""
     from django.utils import timezone
 
-    from gateways.models import Account, Domain, OrgUnit, SendAsAlias, SmtpServer
-    from outbound.models import Message
+    from directory.models import Account, Domain, OrgUnit
+    from gateways.models import SendAsAlias, SmtpServer
+    from outbox.models import Message
     from policy.models import OutboundPolicy
 
     def server(port: int) -> SmtpServer:
@@ -153,8 +154,8 @@ def main() -> None:
 
     from django.db import connection
 
-    from outbound.models import Message
     from outbound.tasks import deliver_messages
+    from outbox.models import Message
 
     workers = start_workers(env, args.workers, args.concurrency, var / "worker")
     time.sleep(3)  # let the workers connect before the clock starts

@@ -60,7 +60,7 @@ def proc_status_kib(pid: int, field: str) -> int:
 def build_domain(accounts: int):
     from django.contrib.auth.hashers import make_password
 
-    from gateways.models import Account, Domain, OrgUnit
+    from directory.models import Account, Domain, OrgUnit
     from policy.models import OutboundPolicy
 
     unusable = make_password(None)  # computed once: no hashing for 100,000 rows
@@ -128,7 +128,7 @@ def clean_up(domain) -> None:
     """Set-based deletes (the ORM's collector would load every account to cascade)."""
     from django.db import connection, transaction
 
-    from gateways.models import Account, OrgUnit
+    from directory.models import Account, OrgUnit
     from policy.models import OutboundPolicy, PolicyChange, UnitOverride
 
     with transaction.atomic(), connection.cursor() as cursor:

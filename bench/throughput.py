@@ -110,7 +110,8 @@ def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
 
-    from gateways.models import Account, Domain, OrgUnit, SendAsAlias, SmtpServer
+    from directory.models import Account, Domain, OrgUnit
+    from gateways.models import SendAsAlias, SmtpServer
     from outbound.models import AppPassword
     from policy.models import OutboundPolicy
 

@@ -50,10 +50,16 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
-    "gateways",
+    # Bottom to top: each app imports only from the ones above it in this list (and mailkit).
+    "directory",
     "policy",
+    "outbox",
+    "gateways",
     "outbound",
 ]
+if DEBUG:
+    # Demo servers and `seed_demo`, for `make run`; a production instance does without them.
+    INSTALLED_APPS.append("demo")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -81,7 +87,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "gateways.context.navigation",
+                "config.navigation.navigation",
             ],
         },
     },
@@ -102,7 +108,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-AUTH_USER_MODEL = "gateways.Account"
+AUTH_USER_MODEL = "directory.Account"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

@@ -1,31 +1,14 @@
-"""One access helper per scoped object: outside the requester's scope is a 404, never a 403."""
+"""The send-as alias if it is the requester's own, else 404 (never a 403)."""
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 
-from .models import Domain, OrgUnit, SendAsAlias
+from .models import SendAsAlias
 
 
 def get_alias_for_user(request: HttpRequest, pk: int) -> SendAsAlias:
     return get_object_or_404(
         SendAsAlias.objects.select_related("smtp_server"), pk=pk, account=request.user
-    )
-
-
-def get_domain_for_admin(request: HttpRequest, pk: int) -> Domain:
-    return get_object_or_404(Domain.objects.for_admin(request.user), pk=pk)
-
-
-def require_domain_admin(request: HttpRequest) -> None:
-    if not request.user.is_domain_admin:
-        raise Http404
-
-
-def get_unit_for_admin(request: HttpRequest, domain_pk: int, unit_pk: int) -> OrgUnit:
-    """An OU of a domain the requester administers; anything else is a 404."""
-    domain = get_domain_for_admin(request, domain_pk)
-    return get_object_or_404(
-        OrgUnit.objects.select_related("domain", "parent"), pk=unit_pk, domain=domain
     )

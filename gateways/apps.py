@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class GatewaysConfig(AppConfig):
     name = "gateways"
-    verbose_name = "Domains, accounts and gateways"
+    verbose_name = "Send-as aliases and their gateways"

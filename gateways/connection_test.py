@@ -8,8 +8,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from .models import Account, ConnectionTest, SmtpServer
-from .smtp import Outcome, run_session
+from directory.models import Account
+from mailkit.smtp import Outcome, run_session
+
+from .models import ConnectionTest, SmtpServer
 
 
 class TooManyTests(Exception):

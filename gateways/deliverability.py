@@ -33,7 +33,7 @@ from enum import StrEnum
 
 from django.utils.translation import gettext as _
 
-from . import dns
+from mailkit import dns
 
 MAX_DNS_LOOKUPS = 10  # RFC 7208 4.6.4
 MAX_MX_NAMES = 10  # RFC 7208 4.6.4: addresses of at most 10 MX hosts per "mx" term

@@ -5,8 +5,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from .addresses import domain_of, normalize_address, reject_control_characters
-from .models import Account, Domain, SendAsAlias, SmtpServer
+from directory.models import Account, Domain
+from mailkit.addresses import domain_of, normalize_address, reject_control_characters
+
+from .models import SendAsAlias, SmtpServer
 
 SMTP_FIELDS = ("smtp_host", "smtp_port", "smtp_security", "smtp_username", "smtp_password")
 

@@ -9,8 +9,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from mailkit.smtp import run_session
+from outbox.notices import notify_gateway_paused
+
 from .models import SendAsAlias, SmtpServer
-from .smtp import run_session
 
 
 def due_for_retest(limit: int) -> list[int]:
@@ -27,8 +29,6 @@ def due_for_retest(limit: int) -> list[int]:
 def retest(server_id: int) -> None:
     """Probe the server as delivery would. A refused password pauses it and tells its owner;
     other failures are only recorded (the server may be down for a while: mail retries)."""
-    from outbound.reports import notify_gateway_paused
-
     alias = (
         SendAsAlias.objects.select_related("smtp_server", "account")
         .filter(smtp_server_id=server_id)

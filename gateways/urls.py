@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import unit_views, views
+from . import views
 
 urlpatterns = [
     path("settings/send-as/", views.alias_list, name="alias_list"),
@@ -10,11 +10,6 @@ urlpatterns = [
     path("settings/send-as/<int:pk>/edit/", views.alias_edit, name="alias_edit"),
     path("settings/send-as/<int:pk>/default/", views.alias_make_default, name="alias_make_default"),
     path("settings/send-as/reply-preference/", views.reply_preference, name="reply_preference"),
-    path("domains/<int:pk>/units/", unit_views.unit_list, name="unit_list"),
-    path("domains/<int:pk>/units/<int:unit_pk>/", unit_views.unit_detail, name="unit_detail"),
-    path(
-        "domains/<int:pk>/units/<int:unit_pk>/delete/", unit_views.unit_delete, name="unit_delete"
-    ),
     path(
         "settings/send-as/<int:pk>/deliverability/",
         views.alias_deliverability,

@@ -15,14 +15,13 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from outbound.delivery import route_for
+from mailkit import dns
+from mailkit.addresses import domain_of, normalize_address
 from outbound.intake import accept_message
-from outbound.models import Message
-from outbound.routing import RouteKind
+from outbound.routing import RouteKind, route_for
 
-from . import deliverability, dns
+from . import deliverability
 from .access import get_alias_for_user
-from .addresses import domain_of, normalize_address
 from .connection_test import TooManyTests, run_connection_test
 from .forms import AliasForm, ConfirmAliasForm, SmtpServerForm
 from .models import SendAsAlias, SmtpServer
@@ -244,7 +243,7 @@ def alias_deliverability(request: HttpRequest, pk: int) -> HttpResponse:
     alias = get_alias_for_user(request, pk)
     account = request.user
     # Which path mail as this alias takes today: asked of the one routing function.
-    route = route_for(Message(account=account, from_address=alias.address), alias)
+    route = route_for(account, alias.address, alias)
     server = alias.smtp_server
     hints = deliverability.assess(
         alias_domain=domain_of(alias.address),

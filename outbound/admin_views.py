@@ -10,10 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.translation import gettext_lazy as _
 
-from gateways.access import get_domain_for_admin
-from gateways.models import Domain
+from directory.access import get_domain_for_admin
+from directory.models import Domain
+from outbox.models import Message
 
-from .models import Message
 from .routing import RouteKind
 
 

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth.hashers import check_password, make_password
 from django.utils import timezone
 
-from gateways.models import Account
+from directory.models import Account
 
 from .models import AppPassword, AuthFailure
 

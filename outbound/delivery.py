@@ -19,14 +19,15 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from gateways import dns
 from gateways.models import SendAsAlias, SmtpServer
-from gateways.smtp import Job, Outcome, Security, Sender, Target, run_session
+from mailkit import dns
+from mailkit.smtp import Job, Outcome, Security, Sender, Target, run_session
+from outbox import notices
+from outbox.models import DeliveryAttempt, Message
 
 from . import reports
 from .headers import with_sender
-from .models import DeliveryAttempt, Message
-from .routing import AliasFacts, Route, RouteKind, choose_route
+from .routing import Route, RouteKind, route_for
 
 # What one delivery to one server did for some of a message's recipients.
 Results = list[tuple[str, list[str], Outcome]]
@@ -79,32 +80,15 @@ def routes_for(messages: list[Message]) -> dict[int, Route]:
             address__in={m.from_address for m in messages},
         )
     }
-    return {m.pk: route_for(m, aliases.get((m.account_id, m.from_address))) for m in messages}
-
-
-def route_for(message: Message, alias: SendAsAlias | None) -> Route:
-    account = message.account
-    facts = None
-    if alias is not None:
-        server = alias.smtp_server
-        facts = AliasFacts(
-            address=alias.address,
-            verified=alias.is_verified,
-            server_id=server.pk if server else None,
-            server_ready=bool(server and server.last_test_ok),
-            server_paused=bool(server and server.is_paused),
+    return {
+        m.pk: route_for(
+            m.account,
+            m.from_address,
+            aliases.get((m.account_id, m.from_address)),
+            automatic=m.kind == Message.Kind.REPORT,
         )
-    domain = account.domain
-    return choose_route(
-        primary_address=account.email,
-        own_domains=account.own_domain_names(),
-        from_address=message.from_address,
-        alias=facts,
-        gateways_allowed=account.gateways_allowed,
-        policy_version=account.policy_version,
-        domain_gateway_id=domain.outbound_gateway_id if domain else None,
-        automatic=message.kind == Message.Kind.REPORT,
-    )
+        for m in messages
+    }
 
 
 def deliver(message_id: int, resolver: dns.Resolver | None = None) -> None:
@@ -212,11 +196,11 @@ def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> No
     ]
     with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
         DeliveryAttempt.objects.bulk_create(attempts)
-        notices = [_settle(m, routes[m.pk], results) for m, results in done]
+        due_reports = [_settle(m, routes[m.pk], results) for m, results in done]
         _save_settled([m for m, _results in done])
-        for (message, _results), notice in zip(done, notices, strict=True):
+        for (message, _results), notice in zip(done, due_reports, strict=True):
             if notice is not None:
-                reports.send_to_sender(message.account, notice)
+                notices.send_to_sender(message.account, notice)
         for message, results in done:
             route = routes[message.pk]
             failed_auth = [o for _l, _r, o in results if o.auth_failed]
@@ -320,7 +304,7 @@ def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> D
 def _pause_gateway(server_id: int, message: Message, reason: str) -> None:
     """Stop using a user's gateway that refused its credentials, and tell its owner once."""
     if SmtpServer.pause_if_running(server_id, reason):
-        reports.notify_gateway_paused(message.account, message.from_address, reason)
+        notices.notify_gateway_paused(message.account, message.from_address, reason)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from gateways.addresses import normalize_address, reject_control_characters
+from mailkit.addresses import normalize_address, reject_control_characters
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -10,14 +10,14 @@ from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from gateways.addresses import domain_of, normalize_address, reject_control_characters
-from gateways.models import Account, SendAsAlias
-
-from .models import Message
+from directory.models import Account
+from gateways.models import SendAsAlias
+from mailkit.addresses import domain_of, normalize_address, reject_control_characters
+from outbox.models import Message
+from outbox.queue import queue
 
 
 def sendable_addresses(account: Account) -> list[tuple[str, str]]:
@@ -84,30 +84,3 @@ _FORBIDDEN_IN_TYPE = re.compile(r"[^A-Za-z0-9!#$&^_.+/-]")
 def _safe_filename(name: str) -> str:
     # A browser sends the name the user's file had; it ends up in a header parameter.
     return re.sub(r"[\x00-\x1f\x7f/\\]", "_", name)[:200] or "attachment"
-
-
-def queue(
-    account: Account,
-    from_address: str,
-    recipients: list[str],
-    subject: str,
-    message_id: str,
-    raw: bytes,
-    kind: str = Message.Kind.MAIL,
-) -> Message:
-    """Commit the message, then wake a worker; the sweeper finds it if that wake-up is lost."""
-    from .tasks import deliver_message
-
-    with transaction.atomic():
-        message = Message.objects.create(
-            account=account,
-            kind=kind,
-            from_address=from_address,
-            recipients=recipients,
-            pending_recipients=list(recipients),
-            subject=subject[:998],
-            message_id=message_id,
-            raw=raw,
-        )
-        transaction.on_commit(lambda: deliver_message.delay(message.pk))
-    return message

@@ -23,7 +23,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 from django.utils.translation import gettext as _
 
-from gateways.models import Account
+from directory.models import Account
 
 from . import credentials
 from .submission import (

@@ -1,4 +1,4 @@
-"""Delivery status notifications (RFC 3464) and notices that Sendgate mails to a sender."""
+"""Delivery status notifications (RFC 3464) that Sendgate mails to a sender."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ from email.message import EmailMessage
 from email.message import Message as Block
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
-from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
 
 from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from gateways.models import Account
-
-from .models import Message
+from outbox.models import Message
+from outbox.notices import mailer_daemon
 
 _ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
@@ -26,11 +24,6 @@ def _status(reply: str, action: str) -> str:
     if match:
         return match.group(1)
     return "4.0.0" if action == "delayed" else "5.0.0"
-
-
-def _mailer_daemon(account: Account) -> str:
-    domain = account.domain.name if account.domain else settings.SENDGATE_SMTP_HELO_NAME
-    return f"MAILER-DAEMON@{domain}"
 
 
 def build_report(original: Message, outcomes: dict[str, str], action: str) -> EmailMessage:
@@ -78,47 +71,10 @@ def build_report(original: Message, outcomes: dict[str, str], action: str) -> Em
     report.attach(human)
     report.attach(status)
     report.attach(original_headers)
-    report["From"] = formataddr((_("Mail Delivery System"), _mailer_daemon(account)))
+    report["From"] = formataddr((_("Mail Delivery System"), mailer_daemon(account)))
     report["To"] = account.email
     report["Subject"] = subject % {"subject": original.subject or _("(no subject)")}
     report["Date"] = format_datetime(now)
-    report["Message-ID"] = make_msgid(domain=_mailer_daemon(account).split("@")[1])
+    report["Message-ID"] = make_msgid(domain=mailer_daemon(account).split("@")[1])
     report["Auto-Submitted"] = "auto-replied"
     return report
-
-
-def build_notice(account: Account, subject: str, body: str) -> EmailMessage:
-    notice = EmailMessage(policy=SMTP)
-    notice["From"] = formataddr((_("Sendgate"), _mailer_daemon(account)))
-    notice["To"] = account.email
-    notice["Subject"] = subject
-    notice["Date"] = format_datetime(timezone.now())
-    notice["Message-ID"] = make_msgid(domain=_mailer_daemon(account).split("@")[1])
-    notice["Auto-Submitted"] = "auto-generated"
-    notice.set_content(body)
-    return notice
-
-
-def send_to_sender(account: Account, email: EmailMessage) -> Message:
-    """Queue Sendgate's own message to the account; it leaves through the domain path."""
-    from .intake import queue
-
-    return queue(
-        account,
-        _mailer_daemon(account),
-        [account.email],
-        str(email["Subject"]),
-        str(email["Message-ID"]),
-        email.as_bytes(policy=SMTP),
-        kind=Message.Kind.REPORT,
-    )
-
-
-def notify_gateway_paused(account: Account, address: str, reason: str) -> Message:
-    body = _(
-        "The SMTP server you set up for %(address)s refused the username or password:\n"
-        "%(reason)s\n\nMail sent as %(address)s waits until you update the password on "
-        "the Send mail as page; it is not sent any other way meanwhile."
-    ) % {"address": address, "reason": reason}
-    subject = _("Action needed: your SMTP server for %(address)s") % {"address": address}
-    return send_to_sender(account, build_notice(account, subject, body))

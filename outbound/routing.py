@@ -4,24 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import models
-from django.utils.translation import gettext_lazy as _
-
-
-class RouteKind(models.TextChoices):
-    USER_GATEWAY = "user_gateway", _("Per-user gateway")
-    DOMAIN_GATEWAY = "domain_gateway", _("Domain gateway")
-    DIRECT_MX = "direct_mx", _("Direct to recipient MX")
-
-
-class Rule(models.TextChoices):
-    """Why a route was chosen; stored on every attempt so the choice can be explained later."""
-
-    ALIAS_GATEWAY_ALLOWED = "alias_gateway_allowed", _("Alias has a gateway and policy allows it")
-    POLICY_DENIES = "policy_denies", _("Alias has a gateway but policy does not allow it")
-    GATEWAY_NOT_READY = "gateway_not_ready", _("Alias gateway has not passed its connection test")
-    GATEWAY_PAUSED = "gateway_paused", _("Alias gateway is paused after refusing its credentials")
-    NO_ALIAS_GATEWAY = "no_alias_gateway", _("No per-user gateway for this From address")
+from directory.models import Account
+from gateways.models import SendAsAlias
+from outbox.models import RouteKind, Rule
 
 
 @dataclass(frozen=True)
@@ -88,4 +73,35 @@ def choose_route(
         sender_header=primary_address if foreign and not automatic else None,
         server_id=domain_gateway_id,
         policy_version=policy_version,
+    )
+
+
+def route_for(
+    account: Account, from_address: str, alias: SendAsAlias | None, automatic: bool = False
+) -> Route:
+    """The route for mail ``account`` sends as ``from_address``: the facts, read off objects the
+    caller has loaded (with the alias's server and the account's domain), then ``choose_route``.
+
+    Delivery calls it at every attempt; the send-as page calls it to say which path mail takes.
+    """
+    facts = None
+    if alias is not None:
+        server = alias.smtp_server
+        facts = AliasFacts(
+            address=alias.address,
+            verified=alias.is_verified,
+            server_id=server.pk if server else None,
+            server_ready=bool(server and server.last_test_ok),
+            server_paused=bool(server and server.is_paused),
+        )
+    domain = account.domain
+    return choose_route(
+        primary_address=account.email,
+        own_domains=account.own_domain_names(),
+        from_address=from_address,
+        alias=facts,
+        gateways_allowed=account.gateways_allowed,
+        policy_version=account.policy_version,
+        domain_gateway_id=domain.outbound_gateway_id if domain else None,
+        automatic=automatic,
     )

@@ -17,12 +17,13 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from gateways.addresses import domain_of, normalize_address
-from gateways.models import Account
+from directory.models import Account
+from mailkit.addresses import domain_of, normalize_address
+from outbox.models import Message
+from outbox.queue import queue
 
 from .headers import split_header, with_headers, without_headers
-from .intake import queue, sendable_addresses
-from .models import Message
+from .intake import sendable_addresses
 
 
 class Refused(Exception):

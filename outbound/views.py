@@ -10,9 +10,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 
+from outbox.models import Message
+
 from .forms import ComposeForm
 from .intake import Attachment, accept_message, sendable_addresses
-from .models import Message
 from .submission import over_daily_limit
 
 

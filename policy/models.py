@@ -35,7 +35,7 @@ class OutboundPolicy(models.Model):
     """
 
     domain = models.OneToOneField(
-        "gateways.Domain", on_delete=models.CASCADE, related_name="outbound_policy"
+        "directory.Domain", on_delete=models.CASCADE, related_name="outbound_policy"
     )
     allow_user_gateways = models.BooleanField(_("allow per-user outbound gateways"), default=False)
     version = models.PositiveIntegerField(default=0)
@@ -48,7 +48,7 @@ class UnitOverride(models.Model):
     """An OU below the root that does not inherit: its own allow/deny. No row means inherit."""
 
     org_unit = models.OneToOneField(
-        "gateways.OrgUnit", on_delete=models.CASCADE, related_name="policy_override"
+        "directory.OrgUnit", on_delete=models.CASCADE, related_name="policy_override"
     )
     allow = models.BooleanField()
 
@@ -60,10 +60,10 @@ class PolicyChange(models.Model):
     """One save of the policy: the audit record and the progress of its propagation."""
 
     domain = models.ForeignKey(
-        "gateways.Domain", on_delete=models.CASCADE, related_name="policy_changes"
+        "directory.Domain", on_delete=models.CASCADE, related_name="policy_changes"
     )
     org_unit = models.ForeignKey(
-        "gateways.OrgUnit", null=True, blank=True, on_delete=models.SET_NULL
+        "directory.OrgUnit", null=True, blank=True, on_delete=models.SET_NULL
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"

@@ -1,28 +1,23 @@
 """Saving the policy and propagating effective values to accounts.
 
 Every save (and every OU move that changes inherited values) takes the domain's policy row lock,
-bumps the domain's version and records a PolicyChange listing the OUs it governs and the value
-they now have. Propagation writes that value to those OUs' accounts in primary-key batches with
-set-based UPDATEs, and only where an account's ``policy_version`` is older than the change's: so
-changes may run in any order, twice, or resume half-way, and the newest always wins.
+bumps the domain's version, writes the new value to the OUs it governs (new accounts start from
+their OU's value) and records a PolicyChange listing those OUs. Propagation (``propagation.py``)
+then writes the value to their accounts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
-from django.db.models.functions import Greatest
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from gateways.models import Account, Domain, OrgUnit
+from directory.models import Account, Domain, OrgUnit
 
 from .inheritance import Effective, UnitSetting, governed_by, resolve, subtree
 from .models import OutboundPolicy, PolicyChange, Setting, UnitOverride
+from .tasks import propagate_policy
 
 
 class PolicyError(ValueError):
@@ -141,8 +136,6 @@ def _record_change(
     note: str,
 ) -> PolicyChange:
     """Bump the version, snapshot what the change governs, and queue its propagation on commit."""
-    from .tasks import propagate_policy
-
     policy.version += 1
     policy.save(update_fields=["allow_user_gateways", "version"])
     units = unit_settings(policy.domain_id, policy.allow_user_gateways)
@@ -167,6 +160,9 @@ def _record_change(
         applied_value=resolve(units)[scope.pk].allow,
         unit_ids=sorted(governed),
         accounts_total=Account.objects.filter(org_unit_id__in=governed).count(),
+    )
+    OrgUnit.objects.filter(pk__in=governed).update(
+        gateways_allowed=change.applied_value, policy_version=change.version
     )
     transaction.on_commit(lambda: propagate_policy.delay(change.pk))
     return change
@@ -222,85 +218,4 @@ def move_account(account: Account, unit: OrgUnit) -> None:
         unit,
         value,
         policy.version,
-    )
-
-
-def birth_values(domain: Domain, unit: OrgUnit) -> tuple[bool, int]:
-    """The value and version a new account in ``unit`` starts with: nothing left to catch up."""
-    policy = current_policy(domain)
-    return resolve(unit_settings(domain.pk, policy.allow_user_gateways))[
-        unit.pk
-    ].allow, policy.version
-
-
-# --- propagation ---------------------------------------------------------------------------------
-
-
-def _claim(change_id: int) -> bool:
-    """Take the change for this worker unless another holds an unexpired lease (any database)."""
-    now = timezone.now()
-    lease = timedelta(seconds=settings.SENDGATE_POLICY_LEASE_SECONDS)
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=now)
-    return (
-        PolicyChange.objects.filter(
-            free, pk=change_id, finished_at__isnull=True, superseded=False
-        ).update(lease_until=now + lease)
-        == 1
-    )
-
-
-def propagate(change_id: int, batch_size: int | None = None) -> None:
-    """Write a change's value to the accounts of the OUs it governs, batch by batch.
-
-    Each batch is one UPDATE over a primary-key range, committed together with the progress and
-    the resume cursor, so memory stays flat and a crash loses at most one batch of work.
-    """
-    batch_size = batch_size or settings.SENDGATE_POLICY_BATCH_SIZE
-    if not _claim(change_id):
-        return
-    change = PolicyChange.objects.get(pk=change_id)
-    governed = Account.objects.filter(org_unit_id__in=change.unit_ids)
-    cursor = change.cursor_pk
-    lease = timedelta(seconds=settings.SENDGATE_POLICY_LEASE_SECONDS)
-    while True:
-        if PolicyChange.objects.filter(pk=change_id, superseded=True).exists():
-            return
-        remaining = governed.filter(pk__gt=cursor)
-        upper = remaining.order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size]
-        upper = upper[0] if upper else None
-        batch = remaining if upper is None else remaining.filter(pk__lte=upper)
-        with transaction.atomic():
-            seen = batch_size if upper is not None else batch.count()
-            batch.filter(policy_version__lt=change.version).update(
-                gateways_allowed=change.applied_value, policy_version=change.version
-            )
-            # Compare-and-set on the cursor: if another worker took over (our lease ran out while
-            # we were stalled) it has moved on; undo this batch's bookkeeping and stop.
-            moved = PolicyChange.objects.filter(pk=change_id, cursor_pk=cursor).update(
-                cursor_pk=upper if upper is not None else cursor,
-                accounts_applied=change.accounts_applied + seen,
-                lease_until=timezone.now() + lease,
-            )
-            if moved != 1:
-                transaction.set_rollback(True)
-                return
-        change.accounts_applied += seen
-        if upper is None:
-            break
-        cursor = upper
-    PolicyChange.objects.filter(pk=change_id, finished_at__isnull=True).update(
-        finished_at=timezone.now(),
-        lease_until=None,
-        accounts_total=Greatest("accounts_total", "accounts_applied"),
-        accounts_applied=Greatest("accounts_total", "accounts_applied"),
-    )
-
-
-def resumable_change_ids() -> list[int]:
-    """Unfinished changes nobody is working on: their task was lost or their worker died."""
-    free = Q(lease_until__isnull=True) | Q(lease_until__lt=timezone.now())
-    return list(
-        PolicyChange.objects.filter(free, finished_at__isnull=True, superseded=False)
-        .order_by("version")
-        .values_list("pk", flat=True)
     )

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import service
+from . import propagation
 
 
 @shared_task
 def propagate_policy(change_id: int) -> None:
-    service.propagate(change_id)
+    propagation.propagate(change_id)
 
 
 @shared_task
@@ -17,5 +17,5 @@ def resume_propagation() -> None:
     A running propagation renews its lease every batch, so beat does not start a duplicate; if it
     did anyway, the claim in ``propagate`` lets only one of them work.
     """
-    for change_id in service.resumable_change_ids():
+    for change_id in propagation.resumable_change_ids():
         propagate_policy.delay(change_id)

@@ -9,8 +9,8 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from gateways.access import get_domain_for_admin, get_unit_for_admin, require_domain_admin
-from gateways.models import Account, Domain, OrgUnit
+from directory.access import get_domain_for_admin, get_unit_for_admin, require_domain_admin
+from directory.models import Account, Domain, OrgUnit
 
 from .forms import AuditFilterForm, DomainPolicyForm, UnitPolicyForm
 from .models import PolicyChange, Setting

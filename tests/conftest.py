@@ -15,8 +15,9 @@ import trustme
 from django.conf import settings as django_settings
 from django.db import connection
 
-from gateways.models import Account, Domain, OrgUnit, SmtpServer
-from gateways.sink import RecordingHandler, start_sink
+from demo.sink import RecordingHandler, start_sink
+from directory.models import Account, Domain, OrgUnit
+from gateways.models import SmtpServer
 from policy.models import OutboundPolicy
 
 from .services import missing
@@ -46,7 +47,7 @@ class OfflineResolver:
 @pytest.fixture(autouse=True)
 def no_public_dns(monkeypatch):
     """Every test starts offline; a test that needs answers injects its own table."""
-    from gateways import dns as sendgate_dns
+    from mailkit import dns as sendgate_dns
 
     monkeypatch.setattr(sendgate_dns, "default_resolver", OfflineResolver)
 

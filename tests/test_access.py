@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from gateways.models import SendAsAlias
-from outbound.models import Message
+from outbox.models import Message
 
 from .conftest import PASSWORD
 

@@ -12,8 +12,9 @@ from django.utils import timezone
 from gateways.models import ConnectionTest, SendAsAlias, SmtpServer
 from outbound import delivery
 from outbound.intake import accept_message
-from outbound.models import Message
-from policy.service import propagate, set_domain_policy
+from outbox.models import Message
+from policy.propagation import propagate
+from policy.service import set_domain_policy
 
 from .conftest import PASSWORD, server_for
 

@@ -218,7 +218,7 @@ def test_admin_allows_gateways_and_user_alias_mail_goes_through_partner_server_i
 def test_admin_overrides_one_ou_and_watches_the_propagation_reach_the_end(
     chromium_page, live_server, people, worker_factory
 ):
-    from gateways.models import Account, OrgUnit
+    from directory.models import Account, OrgUnit
 
     page = chromium_page
     base = live_server.url

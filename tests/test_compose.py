@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from outbound.intake import Attachment, accept_message
-from outbound.models import Message
+from outbox.models import Message
 
 from .conftest import PASSWORD
 

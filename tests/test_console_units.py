@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from gateways.models import Account, OrgUnit
+from directory.models import Account, OrgUnit
 from policy.models import PolicyChange, UnitOverride
-from policy.service import propagate
+from policy.propagation import propagate
 
 from .conftest import PASSWORD
 

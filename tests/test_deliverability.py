@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from gateways import dns
 from gateways.deliverability import (
     Dmarc,
     Policy,
@@ -18,6 +17,7 @@ from gateways.deliverability import (
     spf_alignment,
     spf_for_host,
 )
+from mailkit import dns
 
 from .fake_dns import SERVFAIL, TIMEOUT, FakeResolver, txt
 

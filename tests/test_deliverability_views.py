@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from gateways import dns
 from gateways.models import SendAsAlias, SmtpServer
+from mailkit import dns
 
 from .conftest import PASSWORD
 from .fake_dns import TIMEOUT, FakeResolver, txt

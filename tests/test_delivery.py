@@ -7,9 +7,10 @@ import pytest
 from gateways.models import SendAsAlias, SmtpServer
 from outbound import delivery
 from outbound.intake import accept_message
-from outbound.models import Message
 from outbound.routing import RouteKind
-from policy.service import propagate, set_domain_policy
+from outbox.models import Message
+from policy.propagation import propagate
+from policy.service import set_domain_policy
 
 from .conftest import server_for
 

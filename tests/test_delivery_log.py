@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from outbound.models import Message
+from outbox.models import Message
 
 from .conftest import PASSWORD
 

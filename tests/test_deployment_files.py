@@ -1,4 +1,4 @@
-"""Static checks of docker-compose.yml and .env.example; no database, no Django needed."""
+"""Static checks of the Dockerfile, docker-compose.yml, .env.example and the installed apps."""
 
 from __future__ import annotations
 
@@ -72,3 +72,19 @@ def test_every_variable_docker_compose_uses_is_documented_in_env_example():
     used = names_in_compose()
     assert {"DATABASE_URL", "CELERY_BROKER_URL"} <= used  # the parsing works
     assert used - documented_names() == set()  # the names left over are undocumented
+
+
+def test_the_image_copies_every_product_package_and_leaves_the_demo_out():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages = set(re.findall(r'"(\w+)"', re.search(r"^packages = \[(.*)\]$", pyproject, re.M)[1]))
+    assert {"config", "mailkit", "outbound"} <= packages  # the parsing works
+    assert packages <= copied
+    assert "demo" not in copied
+
+
+def test_without_debug_the_demo_app_is_not_installed(settings):
+    assert not settings.DEBUG  # the suite runs with production settings
+    assert "demo" not in settings.INSTALLED_APPS
+    assert {"directory", "policy", "outbox", "gateways", "outbound"} <= set(settings.INSTALLED_APPS)

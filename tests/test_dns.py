@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateways import dns
-from gateways.dns import Status, SubmissionServer
+from mailkit import dns
+from mailkit.dns import Status, SubmissionServer
 
 from .fake_dns import SERVFAIL, TIMEOUT, FakeResolver, txt
 

@@ -14,8 +14,9 @@ from django.utils import timezone
 from gateways.models import SendAsAlias, SmtpServer
 from outbound import delivery
 from outbound.intake import accept_message
-from outbound.models import DeliveryAttempt, Message
-from policy.service import propagate, set_domain_policy
+from outbox.models import DeliveryAttempt, Message
+from policy.propagation import propagate
+from policy.service import set_domain_policy
 
 from .conftest import server_for
 from .fault_peer import FaultPeer, Script

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from gateways import health
 from gateways.models import SendAsAlias, SmtpServer
-from outbound.models import Message
+from outbox.models import Message
 
 from .conftest import server_for
 

@@ -19,6 +19,6 @@ def test_a_test_cannot_reach_an_address_off_this_machine(address):
 
 
 def test_public_dns_is_offline_in_tests():
-    from gateways import dns
+    from mailkit import dns
 
     assert dns.submission_servers("example.com").status == dns.Status.UNKNOWN

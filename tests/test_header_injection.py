@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gateways.forms import AliasForm
 from gateways.models import SendAsAlias
 from outbound.intake import accept_message
-from outbound.models import Message
+from outbox.models import Message
 
 EXPECTED_HEADERS = {
     "from",

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from gateways.netguard import UnsafeAddress, UnsafePort, check_port, parse_networks, resolve_checked
-from gateways.smtp import Security, Target, run_session
+from mailkit.netguard import UnsafeAddress, UnsafePort, check_port, parse_networks, resolve_checked
+from mailkit.smtp import Security, Target, run_session
 
 # Every one of these must be refused with no allow-list. Literal and obfuscated forms go through
 # the real getaddrinfo (which accepts 127.1, 2130706433, 0x7f000001, 017700000001 ...).

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from gateways.models import Account, OrgUnit
+from directory.models import Account, OrgUnit
 from policy.models import PolicyChange, Setting
+from policy.propagation import propagate
 from policy.service import (
     PolicyError,
     move_account,
     move_unit,
     policy_tree,
-    propagate,
     set_domain_policy,
     set_unit_policy,
 )

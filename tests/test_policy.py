@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from gateways.models import Account
+from directory.models import Account
 from policy.models import PolicyChange
-from policy.service import propagate, set_domain_policy
+from policy.propagation import propagate
+from policy.service import set_domain_policy
 
 from .conftest import PASSWORD
 
@@ -107,7 +108,7 @@ def test_beat_leaves_a_propagation_with_a_live_lease_to_its_worker(people):
 
     from django.utils import timezone
 
-    from policy.service import resumable_change_ids
+    from policy.propagation import resumable_change_ids
 
     change = set_domain_policy(people.domain, True, people.admin)
     assert resumable_change_ids() == [change.pk]  # its task may have been lost: beat sends one

@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from gateways.models import Account, OrgUnit
+from directory.models import Account, OrgUnit
 from policy.models import PolicyChange
 
 from .conftest import PASSWORD

@@ -8,9 +8,10 @@ import time
 import pytest
 from django.utils import timezone
 
-from gateways.models import Account, OrgUnit, SendAsAlias
+from directory.models import Account, OrgUnit
+from gateways.models import SendAsAlias
 from outbound.intake import accept_message
-from outbound.models import Message
+from outbox.models import Message
 from policy.models import PolicyChange, Setting
 from policy.service import set_domain_policy, set_unit_policy
 from policy.tasks import resume_propagation

@@ -6,8 +6,8 @@ import pytest
 from cryptography.fernet import Fernet
 from django.db import connection
 
-from gateways import secrets
 from gateways.models import SmtpServer
+from mailkit import secrets
 
 
 def stored_password(server: SmtpServer) -> str:

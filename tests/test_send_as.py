@@ -9,8 +9,9 @@ from django.urls import reverse
 
 from gateways.models import SendAsAlias, SmtpServer
 from outbound import delivery
-from outbound.models import Message
-from policy.service import propagate, set_domain_policy
+from outbox.models import Message
+from policy.propagation import propagate
+from policy.service import set_domain_policy
 
 from .conftest import PASSWORD, server_for
 

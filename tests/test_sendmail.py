@@ -13,7 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from gateways.models import SendAsAlias
-from outbound.models import Message
+from outbox.models import Message
 
 from .conftest import ROOT, _database_url
 

@@ -14,7 +14,8 @@ from django.db import OperationalError
 
 from gateways.models import SendAsAlias
 from outbound.credentials import create_app_password, failure_delay
-from outbound.models import AuthFailure, Message
+from outbound.models import AuthFailure
+from outbox.models import Message
 
 from .conftest import PASSWORD
 from .services import missing

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
-from gateways import secrets
 from gateways.models import SmtpServer
+from mailkit import secrets
 
 
 def stored_key_ids() -> dict[int, str]:

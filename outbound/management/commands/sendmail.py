@@ -21,7 +21,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from gateways.models import Account, SendAsAlias
+from directory.models import Account
+from gateways.models import SendAsAlias
 from outbound.headers import split_header
 from outbound.submission import Refused, submit
 

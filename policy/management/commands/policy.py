@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from gateways.models import Account, Domain, OrgUnit
+from directory.models import Account, Domain, OrgUnit
 from policy.models import Setting
 from policy.service import PolicyError, policy_tree, set_unit_policy
 

@@ -13,8 +13,8 @@ from policy.inheritance import subtree
 from policy.service import PolicyError, move_account, move_unit, policy_tree, unit_settings
 
 from .access import get_domain_for_admin, get_unit_for_admin
+from .forms import AccountMoveForm, UnitCreateForm, UnitMoveForm, UnitRenameForm
 from .models import Account, OrgUnit
-from .unit_forms import AccountMoveForm, UnitCreateForm, UnitMoveForm, UnitRenameForm
 
 ACCOUNTS_SHOWN = 50
 
@@ -41,7 +41,7 @@ def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
     )
     rows = [(row, counts.get(row.unit.pk, 0)) for row in policy_tree(domain)]
     return render(
-        request, "gateways/unit_list.html", {"domain": domain, "rows": rows, "form": form}
+        request, "directory/unit_list.html", {"domain": domain, "rows": rows, "form": form}
     )
 
 
@@ -101,7 +101,7 @@ def unit_detail(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
     accounts = unit.accounts.order_by("email")
     return render(
         request,
-        "gateways/unit_detail.html",
+        "directory/unit_detail.html",
         {
             "domain": domain,
             "unit": unit,
@@ -131,4 +131,4 @@ def unit_delete(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
         unit.delete()
         messages.success(request, _("%(unit)s deleted.") % {"unit": name})
         return redirect("unit_list", pk=domain.pk)
-    return render(request, "gateways/unit_delete.html", {"domain": domain, "unit": unit})
+    return render(request, "directory/unit_delete.html", {"domain": domain, "unit": unit})

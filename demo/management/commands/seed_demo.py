@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from gateways import demo
-from gateways.models import Account, Domain, OrgUnit, SmtpServer
+from demo import world as demo
+from directory.models import Account, Domain, OrgUnit
+from gateways.models import SmtpServer
 from policy.models import OutboundPolicy
 
 

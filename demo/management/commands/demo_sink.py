@@ -7,8 +7,8 @@ import threading
 
 from django.core.management.base import BaseCommand
 
-from gateways import demo
-from gateways.sink import Received, server_tls_context, start_sink
+from demo import world as demo
+from demo.sink import Received, server_tls_context, start_sink
 
 
 class Command(BaseCommand):

@@ -6,7 +6,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
-from .addresses import normalize_address, reject_control_characters
+from mailkit.addresses import normalize_address, reject_control_characters
+
 from .models import Account, Domain, OrgUnit
 
 

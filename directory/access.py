@@ -1,0 +1,28 @@
+"""The object if this user may see it, else 404: the access helpers of domains and OUs.
+
+Outside the requester's scope is a 404, never a 403 that would tell the object exists.
+"""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest
+from django.shortcuts import get_object_or_404
+
+from .models import Domain, OrgUnit
+
+
+def get_domain_for_admin(request: HttpRequest, pk: int) -> Domain:
+    return get_object_or_404(Domain.objects.for_admin(request.user), pk=pk)
+
+
+def require_domain_admin(request: HttpRequest) -> None:
+    if not request.user.is_domain_admin:
+        raise Http404
+
+
+def get_unit_for_admin(request: HttpRequest, domain_pk: int, unit_pk: int) -> OrgUnit:
+    """An OU of a domain the requester administers; anything else is a 404."""
+    domain = get_domain_for_admin(request, domain_pk)
+    return get_object_or_404(
+        OrgUnit.objects.select_related("domain", "parent"), pk=unit_pk, domain=domain
+    )

@@ -1,0 +1,207 @@
+"""Domains, organisational units and accounts: who exists and who administers what."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from mailkit.addresses import domain_of, normalize_address
+
+
+class DomainQuerySet(models.QuerySet):
+    def for_admin(self, account: Account) -> DomainQuerySet:
+        """Domains this account may administer: all for an operator, its own for a domain admin."""
+        if not account.is_authenticated:
+            return self.none()
+        if account.is_superuser:
+            return self.all()
+        return self.filter(admins=account)
+
+
+class Domain(models.Model):
+    name = models.CharField(_("domain name"), max_length=253, unique=True)
+    outbound_gateway = models.OneToOneField(
+        "gateways.SmtpServer",
+        verbose_name=_("outbound gateway"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="gateway_of_domain",
+        help_text=_("Smarthost for the domain path. Empty: deliver directly to recipients' MX."),
+    )
+    admins = models.ManyToManyField(
+        "Account", blank=True, related_name="administered_domains", verbose_name=_("admins")
+    )
+    require_tls_direct = models.BooleanField(
+        _("require TLS for direct delivery"),
+        default=False,
+        help_text=_(
+            "Without an outbound gateway, mail goes straight to the recipients' mail servers. "
+            "Off: TLS whenever they offer it. On: only over TLS with a valid certificate; "
+            "servers that cannot do that get no mail (it waits and retries)."
+        ),
+    )
+
+    objects = DomainQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def root_unit(self) -> OrgUnit:
+        return self.org_units.get(parent__isnull=True)
+
+
+class OrgUnitQuerySet(models.QuerySet):
+    def paths(self, domain_id: int) -> dict[int, str]:
+        """Every OU's path (``example.com/Sales/EMEA``) from one query, however deep the tree."""
+        rows = {
+            pk: (parent, name)
+            for pk, parent, name in self.filter(domain_id=domain_id).values_list(
+                "pk", "parent_id", "name"
+            )
+        }
+        paths: dict[int, str] = {}
+
+        def path_of(pk: int) -> str:
+            chain = []
+            current: int | None = pk
+            while current is not None and current not in paths:
+                chain.append(current)
+                current = rows[current][0]
+            prefix = paths[current] if current is not None else ""
+            for node in reversed(chain):
+                prefix = f"{prefix}/{rows[node][1]}" if prefix else rows[node][1]
+                paths[node] = prefix
+            return paths[pk]
+
+        for pk in rows:
+            path_of(pk)
+        return paths
+
+
+class OrgUnit(models.Model):
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="org_units")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="children"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    # The OU's effective "allow per-user outbound gateways" value and the policy version that
+    # wrote it. The policy app computes and writes it (with every change it records); accounts
+    # created or moved here start from it, so they have nothing to catch up on.
+    gateways_allowed = models.BooleanField(default=False)
+    policy_version = models.PositiveIntegerField(default=0)
+
+    objects = OrgUnitQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["domain"], condition=Q(parent__isnull=True), name="one_root_unit_per_domain"
+            ),
+            models.UniqueConstraint(fields=["parent", "name"], name="unique_unit_name_per_parent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and self.parent_id is not None:
+            # A new OU has no setting of its own yet: it inherits its parent's value.
+            parent = OrgUnit.objects.only("gateways_allowed", "policy_version").get(
+                pk=self.parent_id
+            )
+            self.gateways_allowed, self.policy_version = (
+                parent.gateways_allowed,
+                parent.policy_version,
+            )
+        super().save(*args, **kwargs)
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None
+
+    def is_empty(self) -> bool:
+        """No sub-OUs and no accounts: only then may it be deleted (nothing is left homeless)."""
+        return not self.children.exists() and not self.accounts.exists()
+
+    def path(self) -> str:
+        """``example.com/Sales/EMEA``: how the console and `manage.py policy` name an OU."""
+        return OrgUnit.objects.paths(self.domain_id)[self.pk]
+
+
+class AccountManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> Account:
+        email = normalize_address(email)
+        if "domain" not in extra:
+            extra["domain"] = Domain.objects.get(name=domain_of(email))
+        domain = extra["domain"]
+        if "org_unit" not in extra and domain is not None:
+            extra["org_unit"] = domain.root_unit
+        if extra.get("org_unit") is not None:
+            # Born with its OU's effective value, so propagation has nothing to catch up on. Read
+            # from the database: the caller's OU object may predate the latest policy change.
+            allowed, version = OrgUnit.objects.values_list(
+                "gateways_allowed", "policy_version"
+            ).get(pk=extra["org_unit"].pk)
+            extra.setdefault("gateways_allowed", allowed)
+            extra.setdefault("policy_version", version)
+        account = self.model(email=email, **extra)
+        account.set_password(password)
+        account.save(using=self._db)
+        return account
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> Account:
+        extra.setdefault("is_superuser", True)
+        extra.setdefault("domain", Domain.objects.filter(name=domain_of(email)).first())
+        return self.create_user(email, password, **extra)
+
+
+class Account(AbstractBaseUser, PermissionsMixin):
+    """A person who sends mail. Domain admin: member of Domain.admins; operator: superuser."""
+
+    email = models.EmailField(_("primary address"), unique=True)
+    display_name = models.CharField(_("display name"), max_length=200, blank=True)
+    domain = models.ForeignKey(Domain, null=True, on_delete=models.PROTECT, related_name="accounts")
+    org_unit = models.ForeignKey(
+        OrgUnit, null=True, on_delete=models.PROTECT, related_name="accounts"
+    )
+    is_active = models.BooleanField(default=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+    # The effective "allow per-user outbound gateways" value, written by policy propagation.
+    # Routing reads this at every delivery attempt.
+    gateways_allowed = models.BooleanField(default=False)
+    policy_version = models.PositiveIntegerField(default=0)
+    reply_from_received_address = models.BooleanField(
+        _("reply from the address the mail was sent to"), default=True
+    )
+
+    objects = AccountManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_staff(self) -> bool:
+        return self.is_superuser
+
+    @property
+    def is_domain_admin(self) -> bool:
+        return self.is_superuser or self.administered_domains.exists()
+
+    def own_domain_names(self) -> frozenset[str]:
+        """Hosted domains whose addresses need no Sender: header when this account uses them."""
+        return frozenset({self.domain.name}) if self.domain else frozenset()

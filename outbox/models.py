@@ -1,0 +1,121 @@
+"""The outbox: each accepted message, each attempt to deliver it, and the route words they use."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class RouteKind(models.TextChoices):
+    USER_GATEWAY = "user_gateway", _("Per-user gateway")
+    DOMAIN_GATEWAY = "domain_gateway", _("Domain gateway")
+    DIRECT_MX = "direct_mx", _("Direct to recipient MX")
+
+
+class Rule(models.TextChoices):
+    """Why a route was chosen; stored on every attempt so the choice can be explained later."""
+
+    ALIAS_GATEWAY_ALLOWED = "alias_gateway_allowed", _("Alias has a gateway and policy allows it")
+    POLICY_DENIES = "policy_denies", _("Alias has a gateway but policy does not allow it")
+    GATEWAY_NOT_READY = "gateway_not_ready", _("Alias gateway has not passed its connection test")
+    GATEWAY_PAUSED = "gateway_paused", _("Alias gateway is paused after refusing its credentials")
+    NO_ALIAS_GATEWAY = "no_alias_gateway", _("No per-user gateway for this From address")
+
+
+class MessageQuerySet(models.QuerySet):
+    def for_sender(self, account) -> MessageQuerySet:
+        return self.filter(account=account)
+
+
+class Message(models.Model):
+    class Kind(models.TextChoices):
+        MAIL = "mail", _("Mail")
+        REPORT = "report", _("Delivery report")  # a DSN or notice Sendgate sends the sender
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        DEFERRED = "deferred", _("Deferred, will retry")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MAIL)
+    from_address = models.EmailField()
+    recipients = models.JSONField()  # envelope recipients, a list of addresses
+    # Recipients still to deliver; a 2xx or a 5xx takes a recipient off this list.
+    pending_recipients = models.JSONField(default=list)
+    failed_recipients = models.JSONField(default=dict)  # address -> the server's reply
+    subject = models.CharField(max_length=998, blank=True)
+    message_id = models.CharField(max_length=255)
+    raw = models.BinaryField()  # the message as accepted, before route-specific headers
+    state = models.CharField(max_length=10, choices=State.choices, default=State.QUEUED)
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    # A worker owns a SENDING message until this time; after it, the sweeper may take it back.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    attempt_count = models.PositiveIntegerField(default=0)
+    last_route = models.CharField(max_length=20, choices=RouteKind.choices, blank=True)
+    last_reply = models.TextField(blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delay_warned_at = models.DateTimeField(null=True, blank=True)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["state", "next_attempt_at"]),
+            # The daily sending limit counts one account's recent messages.
+            models.Index(fields=["account", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} ({self.state})"
+
+    def mark_sent(self, route: RouteKind, reply: str) -> None:
+        self._finish(self.State.SENT, route, reply)
+        self.sent_at = timezone.now()
+
+    def mark_failed(self, route: RouteKind | str, reply: str) -> None:
+        self._finish(self.State.FAILED, route, reply)
+
+    def defer(self, until: datetime, route: RouteKind | str, reply: str) -> None:
+        self._finish(self.State.DEFERRED, route, reply)
+        self.next_attempt_at = until
+
+    def _finish(self, state: str, route: str, reply: str) -> None:
+        self.state = state
+        self.last_route = route
+        self.last_reply = reply
+        self.lease_until = None
+
+
+class DeliveryAttempt(models.Model):
+    class Outcome(models.TextChoices):
+        SENT = "sent", _("Accepted by the server")
+        DEFERRED = "deferred", _("Temporary failure")
+        FAILED = "failed", _("Permanent failure")
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempts")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    route = models.CharField(max_length=20, choices=RouteKind.choices)
+    rule = models.CharField(max_length=30, choices=Rule.choices)
+    policy_version = models.PositiveIntegerField()
+    server = models.CharField(max_length=300, blank=True)  # host:port as dialled
+    envelope_from = models.EmailField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    reply = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["started_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.message_id} via {self.route}: {self.outcome}"
