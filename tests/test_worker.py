@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 
 import pytest
 
 from gateways.models import SendAsAlias
 from outbound import delivery
 from outbound.intake import accept_message
-from outbound.models import Message
+from outbox.models import Message
 from policy.models import PolicyChange
 from policy.service import set_domain_policy
 
@@ -166,9 +167,12 @@ def test_restarting_redis_mid_run_loses_no_message(
 
     url = f"redis://127.0.0.1:{private_redis}/0"
     gateway = smtp_peer("relay@example.com", "relay-secret")
+    # Each message takes at least 50 ms at the gateway, and each wake-up takes one message (batch
+    # size 1): the 60 messages need seconds, and Redis goes down with wake-ups still queued.
+    gateway.handler.on_message = lambda _received: time.sleep(0.05)
     people.domain.outbound_gateway = server_for(gateway)
     people.domain.save()
-    worker_factory(CELERY_BROKER_URL=url, SENDGATE_CLAIM_LEASE_SECONDS="2")
+    worker_factory(CELERY_BROKER_URL=url, SENDGATE_CLAIM_LEASE_SECONDS="2", SENDGATE_BATCH_SIZE="1")
 
     def sweep() -> None:  # what beat's sweeper does, on the private Redis
         with app.connection_for_write(url) as connection:
