@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -50,12 +51,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "health_check",  # its `manage.py health_check` runs /health/'s checks in containers
     # Bottom to top: each app imports only from the ones above it in this list (and mailkit).
     "directory",
     "policy",
     "outbox",
     "gateways",
     "outbound",
+    "operations",
 ]
 if DEBUG:
     # Demo servers and `seed_demo`, for `make run`; a production instance does without them.
@@ -142,11 +145,26 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
+# One line per event. "plain": text with key=value fields; "json": one JSON object per line, for
+# log collectors.
+LOG_FORMAT = env.str("SENDGATE_LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"SENDGATE_LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {
+            "()": "mailkit.logs.KeyValueFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("SENDGATE_LOG_LEVEL", default="INFO")},
     # aiosmtpd logs every SMTP command at INFO; Sendgate logs logins and refusals itself.
     "loggers": {"mail.log": {"level": "WARNING"}},
@@ -185,6 +203,8 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "outbound.tasks.sweep_outbox", "schedule": 30.0},
     "resume-policy-propagation": {"task": "policy.tasks.resume_propagation", "schedule": 60.0},
     "retest-gateways": {"task": "gateways.tasks.retest_gateways", "schedule": 3600.0},
+    "prune": {"task": "operations.tasks.prune", "schedule": 86400.0},
+    "heartbeat": {"task": "operations.tasks.heartbeat", "schedule": 30.0},
 }
 
 # --- Sendgate ------------------------------------------------------------------------------------
@@ -263,3 +283,21 @@ SENDGATE_DAILY_MESSAGE_LIMIT = env.int("SENDGATE_DAILY_MESSAGE_LIMIT", default=2
 SENDGATE_AUTH_MAX_FAILURES = env.int("SENDGATE_AUTH_MAX_FAILURES", default=10)
 SENDGATE_AUTH_FAILURE_WINDOW_MINUTES = env.int("SENDGATE_AUTH_FAILURE_WINDOW_MINUTES", default=15)
 SENDGATE_AUTH_FAILURE_DELAY = env.float("SENDGATE_AUTH_FAILURE_DELAY", default=1.0)
+
+# --- Operations: metrics, health, retention -------------------------------------------------------
+# Prometheus metrics at /metrics and the full health report at /health/ answer loopback clients,
+# and others only with "Authorization: Bearer <this token>" (empty: loopback only).
+SENDGATE_METRICS_TOKEN = env.str("SENDGATE_METRICS_TOKEN", default="")
+# Every process (web, workers, listener) writes its counters here; /metrics adds them up. Processes
+# in several containers must share it (a volume in docker-compose.yml).
+SENDGATE_METRICS_DIR = Path(env.str("SENDGATE_METRICS_DIR", default=str(VAR_DIR / "metrics")))
+SENDGATE_METRICS_DIR.mkdir(parents=True, exist_ok=True)
+# prometheus_client reads this when it is first imported, which happens after settings load.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(SENDGATE_METRICS_DIR))
+# Beat runs the outbox sweeper every 30 s; /health/ reports beat as down past this many seconds.
+SENDGATE_BEAT_STALE_SECONDS = env.int("SENDGATE_BEAT_STALE_SECONDS", default=180)
+# Retention (`manage.py prune`, and beat daily): the bodies of finished messages (sent or failed)
+# are removed after this many days, their metadata kept; delivery attempts of finished messages
+# and connection tests after the second number of days. 0 keeps them forever.
+SENDGATE_RETENTION_BODY_DAYS = env.int("SENDGATE_RETENTION_BODY_DAYS", default=30)
+SENDGATE_RETENTION_RECORD_DAYS = env.int("SENDGATE_RETENTION_RECORD_DAYS", default=180)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from mailkit.logs import event
 from mailkit.smtp import run_session
 from outbox.notices import notify_gateway_paused
 
 from .models import SendAsAlias, SmtpServer
+
+log = logging.getLogger("sendgate.gateways")
 
 
 def due_for_retest(limit: int) -> list[int]:
@@ -41,5 +45,9 @@ def retest(server_id: int) -> None:
     SmtpServer.objects.filter(pk=server_id).update(
         last_tested_at=timezone.now(), last_test_summary=outcome.reply or outcome.error
     )
+    event(
+        log, "gateway.retested", server=server_id, ok=outcome.ok, seconds=round(outcome.seconds, 3)
+    )
     if outcome.auth_failed and SmtpServer.pause_if_running(server_id, outcome.error):
+        event(log, "gateway.paused", logging.WARNING, server=server_id, by="retest")
         notify_gateway_paused(alias.account, alias.address, outcome.error)

@@ -50,6 +50,7 @@ class Outcome:
     auth_failed: bool = False
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> reply
     transcript: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # how long this job took, connecting included when it opened one
 
 
 class _Failure(Exception):
@@ -213,6 +214,7 @@ class Sender:
 
     async def _send_one(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
         opening = self.connection is None
+        started = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self.deadline):
                 if self.connection is None:
@@ -227,6 +229,7 @@ class Sender:
                 if opening:
                     self.open_failure = outcome
         outcome.transcript = self.transcript
+        outcome.seconds = asyncio.get_running_loop().time() - started
         return outcome
 
     async def close(self) -> None:

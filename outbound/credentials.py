@@ -12,7 +12,9 @@ from django.contrib.auth.hashers import check_password, make_password
 from django.utils import timezone
 
 from directory.models import Account
+from mailkit.logs import event
 
+from . import metrics
 from .models import AppPassword, AuthFailure
 
 log = logging.getLogger("sendgate.submission")
@@ -81,7 +83,7 @@ def is_locked(remote_ip: str, login: str) -> bool:
         or recent.filter(login=login.lower()).count() >= limit
     )
     if locked:
-        log.warning("submission AUTH locked for login %r from %s", login, remote_ip)
+        event(log, "submission.auth_locked", logging.WARNING, login=login, ip=remote_ip)
     return locked
 
 
@@ -91,12 +93,15 @@ def record_failure(remote_ip: str, login: str) -> int:
     AuthFailure.objects.filter(failed_at__lt=since).delete()  # keeps the table small
     AuthFailure.objects.create(remote_ip=remote_ip, login=login.lower()[:320])
     count = AuthFailure.objects.filter(remote_ip=remote_ip, failed_at__gte=since).count()
-    log.warning(
-        "submission AUTH failed for login %r from %s (%d recent failures from this address)",
-        login,
-        remote_ip,
-        count,
+    event(
+        log,
+        "submission.auth_failed",
+        logging.WARNING,
+        login=login,
+        ip=remote_ip,
+        recent_failures_from_ip=count,
     )
+    metrics.AUTH_FAILURES.inc()
     return count
 
 

@@ -7,6 +7,8 @@ message keeps its own route, deadline, attempt record and outcome. One message i
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -21,11 +23,12 @@ from django.utils.translation import gettext as _
 
 from gateways.models import SendAsAlias, SmtpServer
 from mailkit import dns
+from mailkit.logs import event
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, run_session
 from outbox import notices
 from outbox.models import DeliveryAttempt, Message
 
-from . import reports
+from . import metrics, reports
 from .headers import with_sender
 from .routing import Route, RouteKind, route_for
 
@@ -43,6 +46,8 @@ SETTLED_FIELDS = [
     "failed_recipients",
     "delay_warned_at",
 ]
+
+log = logging.getLogger("sendgate.delivery")
 
 
 def _claimable(now: datetime) -> Q:
@@ -188,14 +193,14 @@ def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> No
     """Save attempts and outcomes of finished messages, with any reports, in one transaction."""
     if not done:
         return
-    attempts = [
-        _attempt(message, routes[message.pk], label, outcome)
+    made = [
+        (_attempt(message, routes[message.pk], label, outcome), outcome.seconds)
         for message, results in done
         for label, _rcpts, outcome in results
         if label  # a held message made no attempt
     ]
     with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
-        DeliveryAttempt.objects.bulk_create(attempts)
+        DeliveryAttempt.objects.bulk_create([attempt for attempt, _seconds in made])
         due_reports = [_settle(m, routes[m.pk], results) for m, results in done]
         _save_settled([m for m, _results in done])
         for (message, _results), notice in zip(done, due_reports, strict=True):
@@ -206,6 +211,29 @@ def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> No
             failed_auth = [o for _l, _r, o in results if o.auth_failed]
             if route.kind == RouteKind.USER_GATEWAY and failed_auth:
                 _pause_gateway(route.server_id, message, failed_auth[0].error)
+    for attempt, seconds in made:
+        _observe(attempt, seconds)
+
+
+_REPLY_CODE = re.compile(r"\b([245]\d\d)\b")
+
+
+def _observe(attempt: DeliveryAttempt, seconds: float) -> None:
+    """One log line and the metrics for a saved attempt: never the body, never a credential."""
+    code = _REPLY_CODE.search(attempt.reply)
+    event(
+        log,
+        "delivery.attempt",
+        message_pk=attempt.message_id,
+        route=attempt.route,
+        rule=attempt.rule,
+        server=attempt.server,
+        outcome=attempt.outcome,
+        code=code.group(1) if code else "",
+        seconds=round(seconds, 3),
+    )
+    metrics.DELIVERY_ATTEMPTS.labels(attempt.route, attempt.outcome).inc()
+    metrics.DELIVERY_SECONDS.labels(attempt.route).observe(seconds)
 
 
 def _release(message_ids: list[int]) -> None:
@@ -304,6 +332,7 @@ def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> D
 def _pause_gateway(server_id: int, message: Message, reason: str) -> None:
     """Stop using a user's gateway that refused its credentials, and tell its owner once."""
     if SmtpServer.pause_if_running(server_id, reason):
+        event(log, "gateway.paused", logging.WARNING, server=server_id, by="delivery")
         notices.notify_gateway_paused(message.account, message.from_address, reason)
 
 

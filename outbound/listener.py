@@ -10,6 +10,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+import time
 import warnings
 from base64 import b64decode
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from directory.models import Account
 
-from . import credentials
+from . import credentials, metrics
 from .submission import (
     Refused,
     check_daily_limit,
@@ -259,6 +260,7 @@ class SubmissionHandler:
                 received,
             )
 
+        started = time.monotonic()
         try:
             message = await in_db(store)
         except Refused as refusal:
@@ -267,6 +269,7 @@ class SubmissionHandler:
             log.exception("submission from %s not stored", identity.login)
             return _("451 4.3.0 Could not store the message; try again later")
         # The outbox row is committed: only now may the client forget the message.
+        metrics.SUBMIT_SECONDS.observe(time.monotonic() - started)
         return _("250 2.0.0 Queued as %(id)s") % {"id": message.pk}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import current_app
 from django.db import transaction
+from prometheus_client import Counter
 
 from directory.models import Account
 
@@ -12,6 +13,12 @@ from .models import Message
 # Delivery sits above the outbox (it reads send-as servers, and send-as queues its codes here), so
 # the outbox wakes it by task name instead of importing it.
 WAKE_UP_TASK = "outbound.tasks.deliver_message"
+
+MESSAGES_QUEUED = Counter(
+    "sendgate_messages_queued",
+    "Messages committed to the outbox, by kind (mail, report).",
+    ["kind"],
+)
 
 
 def queue(
@@ -36,4 +43,5 @@ def queue(
             raw=raw,
         )
         transaction.on_commit(lambda: current_app.send_task(WAKE_UP_TASK, args=[message.pk]))
+    MESSAGES_QUEUED.labels(kind).inc()
     return message

@@ -7,6 +7,8 @@ half-way, and the newest always wins.
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -16,8 +18,11 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from directory.models import Account
+from mailkit.logs import event
 
 from .models import PolicyChange
+
+log = logging.getLogger("sendgate.policy")
 
 
 def _claim(change_id: int) -> bool:
@@ -43,11 +48,23 @@ def propagate(change_id: int, batch_size: int | None = None) -> None:
     if not _claim(change_id):
         return
     change = PolicyChange.objects.get(pk=change_id)
+    started = time.monotonic()
+    event(
+        log,
+        "policy.propagation_started",
+        change=change_id,
+        domain=change.domain_id,
+        version=change.version,
+        value="allow" if change.applied_value else "deny",
+        accounts_total=change.accounts_total,
+        resumed_after=change.accounts_applied,
+    )
     governed = Account.objects.filter(org_unit_id__in=change.unit_ids)
     cursor = change.cursor_pk
     lease = timedelta(seconds=settings.SENDGATE_POLICY_LEASE_SECONDS)
     while True:
         if PolicyChange.objects.filter(pk=change_id, superseded=True).exists():
+            event(log, "policy.propagation_superseded", change=change_id)
             return
         remaining = governed.filter(pk__gt=cursor)
         upper = remaining.order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size]
@@ -67,6 +84,7 @@ def propagate(change_id: int, batch_size: int | None = None) -> None:
             )
             if moved != 1:
                 transaction.set_rollback(True)
+                event(log, "policy.propagation_taken_over", change=change_id)
                 return
         change.accounts_applied += seen
         if upper is None:
@@ -77,6 +95,13 @@ def propagate(change_id: int, batch_size: int | None = None) -> None:
         lease_until=None,
         accounts_total=Greatest("accounts_total", "accounts_applied"),
         accounts_applied=Greatest("accounts_total", "accounts_applied"),
+    )
+    event(
+        log,
+        "policy.propagation_finished",
+        change=change_id,
+        accounts_applied=change.accounts_applied,
+        seconds=round(time.monotonic() - started, 3),
     )
 
 
