@@ -28,4 +28,5 @@ urlpatterns = [
     path("", include("gateways.urls")),
     path("", include("policy.urls")),
     path("", include("outbound.urls")),
+    path("", include("operations.urls")),
 ]

@@ -65,6 +65,8 @@ class Message(models.Model):
     last_reply = models.TextField(blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delay_warned_at = models.DateTimeField(null=True, blank=True)
+    # Set when retention removed ``raw`` (the metadata stays): the console says so.
+    body_pruned_at = models.DateTimeField(null=True, blank=True)
 
     objects = MessageQuerySet.as_manager()
 
