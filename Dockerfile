@@ -1,14 +1,24 @@
 # syntax=docker/dockerfile:1
-# One image for every Sendgate process: web (gunicorn, the default command), worker and beat
-# (celery). Configuration comes from the environment only; see .env.example and docker-compose.yml.
-FROM python:3.11-slim
+# One production image for every Sendgate process: web (gunicorn, the default command), worker
+# and beat (celery), and the submission listener. Configuration comes from the environment only;
+# see .env.example and docker-compose.yml. The demo servers and the test tools are not in it.
 
-# The code runs from /app (PYTHONPATH), not from the copy `pip install .` leaves in site-packages:
-# settings.py finds templates/ and static/ next to the packages (BASE_DIR).
+# --- build: the locked runtime dependencies in a virtualenv -------------------------------------
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+RUN python -m venv /opt/venv
+COPY requirements.lock ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    /opt/venv/bin/pip install --require-virtualenv -r requirements.lock
+
+# --- production ----------------------------------------------------------------------------------
+FROM python:3.11-slim AS production
+
+# The code runs from /app (PYTHONPATH): settings.py finds templates/, static/ and locale/ next to
+# the packages (BASE_DIR).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_ROOT_USER_ACTION=ignore \
+    PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     SENDGATE_VAR_DIR=/app/var \
     DJANGO_STATIC_ROOT=/app/staticfiles \
@@ -19,9 +29,11 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 sendgate \
  && useradd --system --uid 10001 --gid sendgate --home-dir /app --shell /usr/sbin/nologin sendgate
 
-# Only what the image needs, listed one by one: a bare `COPY . .` would also bake .env, .git and
-# var/ into the image, and demo/ (the demo servers) stays out of production.
-COPY pyproject.toml manage.py ./
+COPY --from=build /opt/venv /opt/venv
+
+# Only what production needs, listed one by one: a bare `COPY . .` would also bake .env, .git,
+# var/, the tests and demo/ (the demo servers) into the image.
+COPY manage.py ./
 COPY config ./config
 COPY mailkit ./mailkit
 COPY directory ./directory
@@ -29,19 +41,21 @@ COPY policy ./policy
 COPY outbox ./outbox
 COPY gateways ./gateways
 COPY outbound ./outbound
+COPY operations ./operations
 COPY templates ./templates
 COPY static ./static
+# The compiled Dutch catalog (django.mo) is committed: no gettext needed here.
+COPY locale ./locale
 
-# Runtime dependencies only (no dev extras).
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install . \
- && rm -rf build ./*.egg-info
-
-# Static files are collected at build time, as root so the app cannot alter them. The key exists
-# only for this step (settings refuse to load without one) and is not kept in the image.
-RUN DJANGO_SECRET_KEY=collectstatic-build-step-only python manage.py collectstatic --noinput \
- && mkdir -p var \
- && chown sendgate:sendgate var
+# Static files are collected at build time, as root so the app cannot alter them. Settings need a
+# key to load; this one exists only for this step and is not kept in the image (compose requires
+# DJANGO_SECRET_KEY at run time). var/metrics is where docker-compose.yml mounts the volume that
+# all processes share for their Prometheus counters; a new volume takes this owner from here.
+RUN DJANGO_SECRET_KEY=collectstatic-build-step-only SENDGATE_VAR_DIR=/tmp/build-var \
+      python manage.py collectstatic --noinput \
+ && rm -rf /tmp/build-var \
+ && mkdir -p var/metrics \
+ && chown -R sendgate:sendgate var
 
 USER sendgate
 

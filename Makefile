@@ -4,15 +4,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test lint install demo-data clean
+.PHONY: run test lint install lock demo-data clean
 
-$(INSTALLED): pyproject.toml
+# Exact versions from the lock file; the ranges in pyproject.toml only say what may be locked.
+$(INSTALLED): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
+
+# After changing dependencies in pyproject.toml: pin them again (runtime for the image; runtime,
+# demo and dev tools for `make install`). `make lock LOCK_FLAGS=--upgrade` takes the newest.
+LOCK := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links
+lock: install
+	$(LOCK) $(LOCK_FLAGS) --output-file requirements.lock pyproject.toml
+	$(LOCK) $(LOCK_FLAGS) --extra dev --extra demo --output-file requirements-dev.lock pyproject.toml
 
 demo-data: install
 	set -a && . config/demo.env && set +a && \
@@ -29,6 +38,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/python manage.py makemigrations --check --dry-run
 
 clean:
 	rm -rf var/

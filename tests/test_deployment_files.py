@@ -78,7 +78,9 @@ def test_the_image_copies_every_product_package_and_leaves_the_demo_out():
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
     pyproject = (ROOT / "pyproject.toml").read_text()
-    packages = set(re.findall(r'"(\w+)"', re.search(r"^packages = \[(.*)\]$", pyproject, re.M)[1]))
+    packages = set(
+        re.findall(r'"(\w+)"', re.search(r"^packages = \[(.*?)\]$", pyproject, re.M | re.S)[1])
+    )
     assert {"config", "mailkit", "outbound"} <= packages  # the parsing works
     assert packages <= copied
     assert "demo" not in copied
@@ -88,3 +90,54 @@ def test_without_debug_the_demo_app_is_not_installed(settings):
     assert not settings.DEBUG  # the suite runs with production settings
     assert "demo" not in settings.INSTALLED_APPS
     assert {"directory", "policy", "outbox", "gateways", "outbound"} <= set(settings.INSTALLED_APPS)
+
+
+def _names(requirements: list[str]) -> set[str]:
+    return {
+        re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements
+    }
+
+
+def _locked(path: Path) -> set[str]:
+    pins = re.findall(r"^([A-Za-z0-9_.\-]+)==", path.read_text(), re.MULTILINE)
+    return {name.lower().replace("_", "-") for name in pins}
+
+
+def test_every_dependency_is_pinned_in_the_lock_files_and_the_image_has_no_dev_tools():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = _names(project["dependencies"])
+    tools = _names(
+        project["optional-dependencies"]["dev"] + project["optional-dependencies"]["demo"]
+    )
+    assert {"django", "celery", "prometheus-client"} <= runtime  # the parsing works
+    assert runtime - _locked(ROOT / "requirements.lock") == set(), "run `make lock`"
+    assert (runtime | tools) - _locked(ROOT / "requirements-dev.lock") == set(), "run `make lock`"
+    assert {"pytest", "trustme", "honcho", "playwright"} & _locked(
+        ROOT / "requirements.lock"
+    ) == set()
+
+
+def test_compose_refuses_to_start_without_the_shared_keys():
+    environment = yaml.safe_load(COMPOSE_FILE.read_text())["x-app"]["environment"]
+    for name in ("DJANGO_SECRET_KEY", "SENDGATE_SECRETS_KEYS"):
+        assert environment[name].startswith("${" + name + ":?")
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_every_app_service_shares_the_metrics_volume(name):
+    assert "metrics:/app/var/metrics" in compose_services()[name]["volumes"]
+
+
+@pytest.mark.parametrize("name", ["worker", "beat"])
+def test_worker_and_beat_report_the_pipelines_health(name):
+    test = compose_services()[name]["healthcheck"]["test"]
+    assert test == ["CMD", "python", "manage.py", "health_check", "health", "--no-http"]
+
+
+def test_the_image_ships_the_dutch_catalog_and_installs_from_the_lock():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^COPY locale \./locale$", dockerfile, re.MULTILINE)
+    assert "-r requirements.lock" in dockerfile
+    assert (ROOT / "locale" / "nl" / "LC_MESSAGES" / "django.mo").exists()
