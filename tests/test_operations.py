@@ -26,6 +26,7 @@ from policy.propagation import propagate
 from policy.service import set_domain_policy
 
 from .conftest import PASSWORD, server_for, wait_for
+from .test_faults import alias_gateway, attempt, fault_peer, gateway_is  # noqa: F401 - fixtures
 
 BODY = "The secret plans are in the attachment"
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,3 +267,22 @@ def test_the_sample_dashboard_only_charts_metrics_that_exist(db):
     }
     assert len(used) >= 9
     assert used - exposed == set()
+
+
+def test_a_users_gateway_refusing_its_password_is_logged_as_paused(people, request, caplog):
+    caplog.set_level(logging.INFO, logger="sendgate")
+    start_alias_gateway = request.getfixturevalue("alias_gateway")  # from test_faults
+    _peer, server = start_alias_gateway("535 5.7.8 authentication failed")
+    attempt(accept_message(people.user, "ann@partner.org", ["bob@elsewhere.test"], "Hi", "B"))
+    [paused] = events(caplog, "gateway.paused")
+    assert (paused.server, paused.by, paused.levelname) == (server.pk, "delivery", "WARNING")
+    [line] = events(caplog, "delivery.attempt")
+    assert (line.route, line.outcome, line.code) == ("user_gateway", "deferred", "535")
+
+
+def test_the_retention_run_is_logged_with_its_counts(db, caplog):
+    caplog.set_level(logging.INFO, logger="sendgate")
+    call_command("prune", stdout=io.StringIO())
+    [line] = events(caplog, "retention.pruned")
+    assert (line.bodies, line.attempts, line.connection_tests) == (0, 0, 0)
+    assert line.body_days == 30 and line.record_days == 180
