@@ -17,7 +17,11 @@ def unit_field(label: str, domain_id: int, exclude: set[int] = frozenset()) -> f
     field = forms.ModelChoiceField(
         label=label, queryset=OrgUnit.objects.filter(domain_id=domain_id).exclude(pk__in=exclude)
     )
-    field.label_from_instance = lambda unit: paths[unit.pk]
+    offered = set(field.queryset.values_list("pk", flat=True))
+    # In tree order: the top OU first, each OU followed by its sub-OUs.
+    field.choices = sorted(
+        ((pk, path) for pk, path in paths.items() if pk in offered), key=lambda c: c[1].split("/")
+    )
     return field
 
 
@@ -36,7 +40,7 @@ def _check_sibling_name(parent: OrgUnit, name: str, exclude: OrgUnit | None = No
         siblings = siblings.exclude(pk=exclude.pk)
     if siblings.exists():
         raise ValidationError(
-            {"name": _("%(parent)s already has an OU with this name.") % {"parent": parent}}
+            _("%(parent)s already has an OU with this name.") % {"parent": parent}
         )
 
 
@@ -53,7 +57,10 @@ class UnitCreateForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("name") and data.get("parent"):
-            _check_sibling_name(data["parent"], data["name"])
+            try:
+                _check_sibling_name(data["parent"], data["name"])
+            except ValidationError as error:
+                self.add_error("name", error)
         return data
 
 
