@@ -185,3 +185,24 @@ def test_compose_queues_the_message_and_shows_its_route_once_sent(client, ann):
     assert 'data-state="sent"' in page and 'data-route="domain_gateway"' in page
     assert gateway.messages[0].rcpt_tos == ["bob@elsewhere.test", "carl@elsewhere.test"]
     assert "Lunch" in client.get(reverse("sent_list")).content.decode()
+
+
+def test_an_address_at_an_ip_address_is_refused(client, ann):
+    response = client.post(reverse("alias_list"), alias_form(address="x@[127.0.0.1]"))
+    assert "not at an IP address" in response.content.decode()
+    assert not SendAsAlias.objects.exists()
+
+
+def test_an_impossible_port_gets_one_error_that_says_what_to_enter(client, ann):
+    people, _gateway = ann
+    allow(people)
+    response = client.post(
+        reverse("alias_list"),
+        alias_form(
+            smtp_host="smtp.partner.org", smtp_port="99999", smtp_username="u", smtp_password="p"
+        ),
+    )
+    page = response.content.decode()
+    assert page.count("Enter a port from 1 to 65535, usually 587 or 465.") == 1
+    assert "Enter the server&#x27;s port" not in page and "Enter the server's port" not in page
+    assert not SendAsAlias.objects.exists()
