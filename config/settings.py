@@ -164,10 +164,33 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {
+        "known_noise": {
+            "()": "mailkit.logs.DropKnownNoise",
+            "fragments": [
+                # aiosmtpd sets its own deprecated Session.login_data on every AUTH.
+                "login_data is deprecated",
+                # kombu, for the filesystem:// broker URL, which has no host by design.
+                "No hostname was supplied",
+            ],
+        }
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["known_noise"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("SENDGATE_LOG_LEVEL", default="INFO")},
     # aiosmtpd logs every SMTP command at INFO; Sendgate logs logins and refusals itself.
-    "loggers": {"mail.log": {"level": "WARNING"}},
+    "loggers": {
+        "mail.log": {"level": "WARNING"},
+        # A line per task received and succeeded (the sweeper and the heartbeat run every 30 s)
+        # would bury the lines that matter; failures are still logged.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+    },
 }
 
 # --- Celery --------------------------------------------------------------------------------------
@@ -189,6 +212,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
+# Workers log through LOGGING above (its formatter keeps each event's fields; its filter drops
+# known noise) instead of Celery replacing the root logger's handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A task is acknowledged only when it finished, and re-queued if its worker died mid-way
 # (acks_late alone does not redeliver after SIGKILL: celery#1628).
 CELERY_TASK_ACKS_LATE = True
