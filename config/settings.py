@@ -250,6 +250,9 @@ SENDGATE_SMTP_ALLOWED_PORTS = env.list(
 # Whether users may pick "no TLS" (port 25 only) for their own SMTP server. Off: passwords and
 # mail would cross the internet in clear.
 SENDGATE_SMTP_ALLOW_PLAINTEXT = env.bool("SENDGATE_SMTP_ALLOW_PLAINTEXT", default=False)
+# Sendgate's own mail (confirmation codes, delivery reports, notices) comes from this address,
+# "Name <address>" or a bare address. Empty: MAILER-DAEMON at the account's domain.
+SENDGATE_SYSTEM_FROM = env.str("SENDGATE_SYSTEM_FROM", default="")
 # The console's public address, for links in mails (confirmation links).
 SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://127.0.0.1:8000")
 # Users' SMTP servers are re-tested when their last test is older than this many hours.

@@ -17,8 +17,8 @@ from django.views.decorators.http import require_POST
 
 from mailkit import dns
 from mailkit.addresses import domain_of, normalize_address
-from outbound.intake import accept_message
 from outbound.routing import RouteKind, route_for
+from outbox import notices
 
 from . import deliverability
 from .access import get_alias_for_user
@@ -119,7 +119,9 @@ def _send_confirmation(alias: SendAsAlias) -> None:
         "hours": settings.SENDGATE_CONFIRMATION_HOURS,
     }
     subject = _("Confirm sending as %(address)s") % {"address": alias.address}
-    accept_message(account, account.email, [alias.address], subject, body)
+    # From the system address, not from the user: it is Sendgate asking, not the user writing.
+    notice = notices.build_notice(account, subject, body, to=[alias.address])
+    notices.send_to_sender(account, notice, to=[alias.address])
 
 
 @login_required

@@ -28,13 +28,15 @@ class Rule(models.TextChoices):
 
 class MessageQuerySet(models.QuerySet):
     def for_sender(self, account) -> MessageQuerySet:
-        return self.filter(account=account)
+        """The account's own mail: Sendgate's notices and reports to it are not in its sent mail."""
+        return self.filter(account=account, kind=Message.Kind.MAIL)
 
 
 class Message(models.Model):
     class Kind(models.TextChoices):
         MAIL = "mail", _("Mail")
-        REPORT = "report", _("Delivery report")  # a DSN or notice Sendgate sends the sender
+        # Sendgate's own mail: delivery reports, notices, confirmation codes (null envelope sender)
+        REPORT = "report", _("Delivery report")
 
     class State(models.TextChoices):
         QUEUED = "queued", _("Queued")
