@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django_htmx",
     # Bottom to top: each app imports only from the ones above it in this list (and mailkit).
     "directory",
+    "domainkeys",
     "policy",
     "outbox",
     "gateways",

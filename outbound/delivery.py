@@ -19,6 +19,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from domainkeys.signing import Signer
 from gateways.models import SendAsAlias, SmtpServer
 from mailkit import dns
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, run_session
@@ -109,6 +110,7 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         Message.objects.select_related("account__domain").filter(pk__in=claimed).order_by("pk")
     )  # a message deleted meanwhile is simply not here
     routes = routes_for(messages)
+    signer = Signer()
     by_server: dict[int, list[Message]] = defaultdict(list)
     budget_ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
     for message in messages:
@@ -119,7 +121,7 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
             if time.monotonic() >= budget_ends:
                 _release([message.pk])  # out of time: the next batch takes it
             else:
-                _record([(message, _send_direct(route, message, resolver))], routes)
+                _record([(message, _send_direct(route, message, signer, resolver))], routes)
         else:
             by_server[route.server_id].append(message)
     servers = SmtpServer.objects.in_bulk(list(by_server))
@@ -128,11 +130,23 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         # Same host, port, security and credentials: one connection, whoever's alias it is.
         by_target[servers[server_id].target()].extend(server_messages)
     if by_target:
-        _send_through_servers(by_target, routes, budget_ends)
+        _send_through_servers(by_target, routes, signer, budget_ends)
+
+
+def outgoing_data(message: Message, route: Route, signer: Signer) -> bytes:
+    """The bytes this route sends: the message as accepted, with the route's Sender: header,
+    signed (DKIM) last so that the signature covers that header."""
+    data = with_sender(bytes(message.raw), route.sender_header)
+    if route.kind == RouteKind.USER_GATEWAY:
+        return data  # the partner's server signs mail it sends; Sendgate never does
+    return signer.sign(data, route.dkim_domain)
 
 
 def _send_through_servers(
-    by_target: dict[Target, list[Message]], routes: dict[int, Route], budget_ends: float
+    by_target: dict[Target, list[Message]],
+    routes: dict[int, Route],
+    signer: Signer,
+    budget_ends: float,
 ) -> None:
     """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
@@ -144,7 +158,7 @@ def _send_through_servers(
 
     def job(message: Message) -> Job:
         route = routes[message.pk]
-        data = with_sender(bytes(message.raw), route.sender_header)
+        data = outgoing_data(message, route, signer)
         return (route.envelope_from, list(message.pending_recipients), data)
 
     async def together(coroutines) -> list:
@@ -159,13 +173,10 @@ def _send_through_servers(
             this_round = {t: q[:ROUND_SIZE] for t, q in queues.items() if q}
             for target, taken in this_round.items():
                 del queues[target][: len(taken)]
+            # Built (and signed) here, outside the event loop: signing reads keys with the ORM.
+            jobs = {t: [job(m) for m in taken] for t, taken in this_round.items()}
             outcomes = loop.run_until_complete(
-                together(
-                    (
-                        senders[t].send([job(m) for m in taken], stop_at)
-                        for t, taken in this_round.items()
-                    )
-                )
+                together(senders[t].send(jobs[t], stop_at) for t in this_round)
             )
             done, not_started = [], []
             for (target, taken), sent in zip(this_round.items(), outcomes, strict=True):
@@ -244,12 +255,14 @@ def _held(message: Message) -> Outcome:
     )
 
 
-def _send_direct(route: Route, message: Message, resolver: dns.Resolver | None) -> Results:
+def _send_direct(
+    route: Route, message: Message, signer: Signer, resolver: dns.Resolver | None
+) -> Results:
     """Deliver to each recipient domain's MX hosts in preference order."""
     by_domain: dict[str, list[str]] = defaultdict(list)
     for rcpt in message.pending_recipients:
         by_domain[rcpt.rsplit("@", 1)[1].lower()].append(rcpt)
-    data = with_sender(bytes(message.raw), route.sender_header)
+    data = outgoing_data(message, route, signer)
     results = []
     for domain, group in by_domain.items():
         try:
