@@ -225,6 +225,9 @@ SENDGATE_DELAY_WARNING_HOURS = env.float("SENDGATE_DELAY_WARNING_HOURS", default
 # Port for direct delivery to recipients' MX hosts. Always 25 on the internet; lab networks and
 # the tests point it elsewhere.
 SENDGATE_DIRECT_MX_PORT = env.int("SENDGATE_DIRECT_MX_PORT", default=25)
+# Direct delivery honours recipients' MTA-STS policies (RFC 8461); the policy fetch's time limit.
+SENDGATE_MTA_STS = env.bool("SENDGATE_MTA_STS", default=True)
+SENDGATE_MTA_STS_TIMEOUT = env.float("SENDGATE_MTA_STS_TIMEOUT", default=10.0)
 # A claimed message whose worker vanished is retried after this many seconds.
 SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)
 # Messages the sweeper hands one task at a time; a batch shares one connection per server.

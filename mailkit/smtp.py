@@ -50,14 +50,24 @@ class Outcome:
     auth_failed: bool = False
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> reply
     transcript: list[str] = field(default_factory=list)
+    tls_failed: bool = False  # no verified TLS: not offered, bad certificate, handshake failed
+    note: str = ""  # which TLS policy applied, for the attempt record (MTA-STS)
 
 
 class _Failure(Exception):
-    def __init__(self, error: str, *, permanent: bool = False, auth_failed: bool = False) -> None:
+    def __init__(
+        self,
+        error: str,
+        *,
+        permanent: bool = False,
+        auth_failed: bool = False,
+        tls_failed: bool = False,
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.permanent = permanent
         self.auth_failed = auth_failed
+        self.tls_failed = tls_failed
 
 
 @functools.lru_cache(maxsize=8)
@@ -120,7 +130,10 @@ class Connection:
             target.security is Security.OPPORTUNISTIC and client.supports_extension("starttls")
         ):
             if not client.supports_extension("starttls"):
-                raise _Failure(_("The server does not offer STARTTLS, which this server requires."))
+                raise _Failure(
+                    _("The server does not offer STARTTLS, which this server requires."),
+                    tls_failed=True,
+                )
             transcript.append("C: STARTTLS")
             transcript.append(f"S: {_reply(await client.starttls())}")
             transcript.append(f"S: {_reply(await client.ehlo())}")
@@ -263,7 +276,11 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
     label = target.label
     if isinstance(exc, _Failure):
         return Outcome(
-            ok=False, error=exc.error, permanent=exc.permanent, auth_failed=exc.auth_failed
+            ok=False,
+            error=exc.error,
+            permanent=exc.permanent,
+            auth_failed=exc.auth_failed,
+            tls_failed=exc.tls_failed,
         )
     if isinstance(exc, UnsafeAddress | UnsafePort):
         return Outcome(ok=False, error=_("Not allowed: %(reason)s.") % {"reason": exc})
@@ -272,6 +289,7 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
             ok=False,
             error=_("The TLS certificate of %(host)s is not valid: %(reason)s.")
             % {"host": target.host, "reason": exc.verify_message or exc.reason},
+            tls_failed=True,
         )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and 500 <= exc.code < 600:
         return Outcome(
@@ -305,6 +323,7 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
             ok=False,
             error=_("TLS with %(server)s failed: %(reason)s.")
             % {"server": label, "reason": exc.reason or exc},
+            tls_failed=True,
         )
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
         return Outcome(ok=False, error=_("%(server)s closed the connection.") % {"server": label})
