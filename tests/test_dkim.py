@@ -7,8 +7,11 @@ admin "published" the record in.
 
 from __future__ import annotations
 
+import re
+import subprocess
 from datetime import timedelta
 from io import StringIO
+from pathlib import Path
 
 import dkim
 import pytest
@@ -28,6 +31,7 @@ from policy.service import set_domain_policy
 
 from .conftest import PASSWORD, server_for
 from .fake_dns import FakeResolver, txt
+from .services import missing
 
 BOB = "bob@elsewhere.test"
 
@@ -330,3 +334,69 @@ def test_admin_of_another_domain_cannot_reach_this_domains_key_through_their_own
     assert client.post(reverse("dkim_key_delete", args=[own, key.pk])).status_code == 404
     assert client.get(reverse("dkim_keys", args=[people.domain.pk])).status_code == 404
     assert DkimKey.objects.filter(pk=key.pk, checked_at=None).exists()
+
+
+# --- an independent verifier: OpenDKIM ------------------------------------------------------------
+
+OPENDKIM = Path("/usr/sbin/opendkim")
+
+
+def opendkim_results(data: bytes, zone: Zone, tmp_path: Path) -> str:
+    """The Authentication-Results OpenDKIM (Debian's `opendkim`, test mode) stamps on ``data``,
+    with the public keys read from the records published in ``zone``."""
+    keys = tmp_path / "published-keys"
+    keys.write_text(
+        "".join(
+            f"{name} {sendgate_dns.txt_records(name, zone.resolver()).values[0]}\n"
+            for name, rdtype in zone.table
+            if rdtype == "TXT"
+        )
+    )
+    config = tmp_path / "opendkim.conf"
+    config.write_text(f"Mode v\nSyslog no\nTestPublicKeys {keys}\n")
+    message = tmp_path / "message.eml"
+    message.write_bytes(data)
+    run = subprocess.run(
+        [str(OPENDKIM), "-x", str(config), "-t", str(message), "-vv"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    # Test mode prints the header it would insert on stdout.
+    stamped = re.search(r"hname='Authentication-Results' hvalue='([^']*)'", run.stdout)
+    assert stamped, run.stdout + run.stderr
+    return stamped.group(1)
+
+
+def test_console_key_to_dkim_pass_at_opendkim(
+    people, zone, mx, admin_client, monkeypatch, tmp_path
+):
+    if not OPENDKIM.exists():
+        missing("OpenDKIM is not installed (Debian package opendkim)")
+    admin_client.post(reverse("dkim_keys", args=[people.domain.pk]), {"algorithm": "rsa"})
+    key = DkimKey.objects.get(domain=people.domain)
+    zone.publish(key)
+    monkeypatch.setattr(sendgate_dns, "default_resolver", zone.resolver)
+    admin_client.post(reverse("dkim_key_check", args=[people.domain.pk, key.pk]))
+    page = admin_client.get(reverse("dkim_keys", args=[people.domain.pk])).content.decode()
+    assert "Signing is on." in page and "Active" in page
+
+    send(people.user, zone)
+    [got] = mx.messages
+    results = opendkim_results(got.data, zone, tmp_path)
+    assert "dkim=pass (2048-bit key) header.d=example.com" in results
+    assert f"header.s={key.selector}" in results
+    tampered = got.data.replace(b"Body", b"B0dy")
+    assert "dkim=fail" in opendkim_results(tampered, zone, tmp_path)
+
+
+def test_ed25519_signature_passes_at_opendkim(people, zone, mx, tmp_path):
+    if not OPENDKIM.exists():
+        missing("OpenDKIM is not installed (Debian package opendkim)")
+    key = active_key(people, zone, DkimKey.Algorithm.ED25519)
+    send(people.user, zone)
+    [got] = mx.messages
+    results = opendkim_results(got.data, zone, tmp_path)
+    assert "dkim=pass header.d=example.com" in results and "header.a=ed25519-sha256" in results
+    assert f"header.s={key.selector}" in results
