@@ -400,3 +400,21 @@ def test_ed25519_signature_passes_at_opendkim(people, zone, mx, tmp_path):
     results = opendkim_results(got.data, zone, tmp_path)
     assert "dkim=pass header.d=example.com" in results and "header.a=ed25519-sha256" in results
     assert f"header.s={key.selector}" in results
+
+
+def test_beat_activates_waiting_keys_whose_record_appeared(people, zone, monkeypatch, settings):
+    from domainkeys.tasks import check_waiting_keys
+
+    assert "domainkeys.tasks.check_waiting_keys" in {
+        entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
+    }
+    published, unpublished = generate_key(people.domain), generate_key(people.domain)
+    zone.publish(published)
+    monkeypatch.setattr(sendgate_dns, "default_resolver", zone.resolver)
+    check_waiting_keys()
+    published.refresh_from_db()
+    unpublished.refresh_from_db()
+    assert published.state == DkimKey.State.ACTIVE
+    assert unpublished.state == DkimKey.State.WAITING and "No TXT record" in (
+        unpublished.check_result
+    )
