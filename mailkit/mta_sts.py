@@ -140,13 +140,13 @@ class PolicyFetcher:
             )
         except UnsafeAddress as exc:
             raise PolicyError(f"refused: {exc}") from exc
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: e.g. a name IDNA cannot encode
             raise PolicyError(f"{host} could not be resolved: {exc}") from exc
         last_error = PolicyError(f"{host} has no address")
         for address in addresses:
             try:
                 text = self._get(host, address.address)
-            except (urllib3.exceptions.HTTPError, OSError) as exc:
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 last_error = PolicyError(f"fetching https://{host}{POLICY_PATH} failed: {exc}")
                 continue
             return parse_policy(text)

@@ -403,3 +403,22 @@ def test_mx_matching(host, expected):
 def test_the_txt_announcement(records, status, policy_id):
     resolver = FakeResolver({("_mta-sts.example.net", "TXT"): records})
     assert announcement("example.net", resolver) == Announcement(status, policy_id)
+
+
+def test_the_sender_sees_which_policy_applied_on_the_message_page(
+    client, people, public_dns, fetcher, mx_peer, direct
+):
+    from django.urls import reverse
+
+    from .conftest import PASSWORD
+
+    direct(mx_peer())
+    message = send(people, public_dns, fetcher)
+    assert client.login(username=people.user.email, password=PASSWORD)
+    page = client.get(reverse("sent_detail", args=[message.pk])).content.decode()
+    assert "MTA-STS enforce: certificate valid for localhost" in page
+
+
+def test_a_recipient_domain_idna_cannot_encode_gives_no_policy_not_a_crash(db, fetcher):
+    with pytest.raises(PolicyError, match="could not be resolved"):
+        PolicyFetcher(getaddrinfo=None).fetch("a" * 70 + ".example.net")
