@@ -186,8 +186,9 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "outbound.tasks.sweep_outbox", "schedule": 30.0},
     "resume-policy-propagation": {"task": "policy.tasks.resume_propagation", "schedule": 60.0},
     "retest-gateways": {"task": "gateways.tasks.retest_gateways", "schedule": 3600.0},
-    # A DKIM key waiting for its DNS record starts signing once the record is published.
-    "check-waiting-dkim-keys": {"task": "domainkeys.tasks.check_waiting_keys", "schedule": 600.0},
+    # A DKIM key waiting for its DNS record starts signing once the record is published; an
+    # active key's record is checked daily.
+    "check-dkim-keys": {"task": "domainkeys.tasks.check_dkim_keys", "schedule": 600.0},
 }
 
 # --- Sendgate ------------------------------------------------------------------------------------

@@ -89,7 +89,9 @@ def check_dns(key: DkimKey, resolver: dns.Resolver | None = None) -> bool:
             )
     key.checked_at = timezone.now()
     key.check_result = result
-    key.save(update_fields=["checked_at", "check_result"])
+    if lookup.status != dns.Status.UNKNOWN:  # "DNS did not answer" proves nothing either way
+        key.published = matches
+    key.save(update_fields=["checked_at", "check_result", "published"])
     if matches and key.state == DkimKey.State.WAITING:
         key.activate()
     return matches

@@ -22,6 +22,11 @@ class DkimKeyQuerySet(models.QuerySet):
     def active_for(self, domain_names) -> DkimKeyQuerySet:
         return self.filter(state=DkimKey.State.ACTIVE, domain__name__in=domain_names)
 
+    def due_for_check(self, now, active_every: timedelta) -> DkimKeyQuerySet:
+        """Keys beat should look up: every waiting key, and active ones not checked lately."""
+        stale = Q(checked_at__isnull=True) | Q(checked_at__lt=now - active_every)
+        return self.filter(Q(state=DkimKey.State.WAITING) | (Q(state=DkimKey.State.ACTIVE) & stale))
+
 
 class DkimKey(models.Model):
     class Algorithm(models.TextChoices):
@@ -45,6 +50,8 @@ class DkimKey(models.Model):
     retire_after = models.DateTimeField(null=True, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
     check_result = models.TextField(blank=True)
+    # Whether the last check found exactly this key published; None: never checked.
+    published = models.BooleanField(null=True)
 
     objects = DkimKeyQuerySet.as_manager()
 

@@ -403,18 +403,43 @@ def test_ed25519_signature_passes_at_opendkim(people, zone, mx, tmp_path):
 
 
 def test_beat_activates_waiting_keys_whose_record_appeared(people, zone, monkeypatch, settings):
-    from domainkeys.tasks import check_waiting_keys
+    from domainkeys.tasks import check_dkim_keys
 
-    assert "domainkeys.tasks.check_waiting_keys" in {
+    assert "domainkeys.tasks.check_dkim_keys" in {
         entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()
     }
     published, unpublished = generate_key(people.domain), generate_key(people.domain)
     zone.publish(published)
     monkeypatch.setattr(sendgate_dns, "default_resolver", zone.resolver)
-    check_waiting_keys()
+    check_dkim_keys()
     published.refresh_from_db()
     unpublished.refresh_from_db()
-    assert published.state == DkimKey.State.ACTIVE
+    assert published.state == DkimKey.State.ACTIVE and published.published is True
     assert unpublished.state == DkimKey.State.WAITING and "No TXT record" in (
         unpublished.check_result
     )
+
+
+def test_beat_rechecks_active_keys_daily_and_the_page_warns_when_the_record_vanished(
+    people, zone, monkeypatch, admin_client
+):
+    from domainkeys.tasks import check_dkim_keys
+
+    key = active_key(people, zone)
+    del zone.table[(key.record_name, "TXT")]  # someone cleaned up the zone by mistake
+    monkeypatch.setattr(sendgate_dns, "default_resolver", zone.resolver)
+    check_dkim_keys()
+    key.refresh_from_db()
+    assert key.published is True  # checked minutes ago: not due yet
+
+    DkimKey.objects.filter(pk=key.pk).update(checked_at=timezone.now() - timedelta(hours=25))
+    check_dkim_keys()
+    key.refresh_from_db()
+    assert key.published is False and key.state == DkimKey.State.ACTIVE
+    page = admin_client.get(reverse("dkim_keys", args=[people.domain.pk])).content.decode()
+    assert "record missing or changed: signatures cannot be verified" in page
+
+    zone.publish(key)
+    admin_client.post(reverse("dkim_key_check", args=[people.domain.pk, key.pk]))
+    page = admin_client.get(reverse("dkim_keys", args=[people.domain.pk])).content.decode()
+    assert "record missing or changed" not in page
