@@ -443,3 +443,12 @@ def test_beat_rechecks_active_keys_daily_and_the_page_warns_when_the_record_vani
     admin_client.post(reverse("dkim_key_check", args=[people.domain.pk, key.pk]))
     page = admin_client.get(reverse("dkim_keys", args=[people.domain.pk])).content.decode()
     assert "record missing or changed" not in page
+
+
+def test_the_domain_list_says_which_domains_sign(people, zone, admin_client):
+    row = re.compile(r'<td class="dkim">(.*?)</td>', re.S)
+    page = admin_client.get(reverse("domain_list")).content.decode()
+    assert "Not signing" in row.search(page).group(1)
+    active_key(people, zone)
+    page = admin_client.get(reverse("domain_list")).content.decode()
+    assert "Signing" in row.search(page).group(1) and "Not signing" not in page
