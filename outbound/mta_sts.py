@@ -9,12 +9,15 @@ from django.conf import settings
 from django.utils import timezone
 
 from mailkit import dns
-from mailkit.mta_sts import Policy, PolicyError, PolicyFetcher, announcement
+from mailkit.mta_sts import Mode, Policy, PolicyError, PolicyFetcher, announcement
 from mailkit.netguard import parse_networks
 
 from .models import MtaStsPolicy
 
 log = logging.getLogger(__name__)
+
+# After a failed fetch (and no cached policy), deliver as without MTA-STS and try again after this.
+FAILED_FETCH_RETRY_SECONDS = 300
 
 
 def default_fetcher() -> PolicyFetcher:
@@ -29,7 +32,7 @@ def default_fetcher() -> PolicyFetcher:
 def policy_for(
     domain: str, resolver: dns.Resolver | None = None, fetcher: PolicyFetcher | None = None
 ) -> Policy | None:
-    """The policy to apply to ``domain`` now, or None to deliver as without MTA-STS.
+    """The policy to apply to ``domain`` now; None (or mode none) means deliver as without it.
 
     The cached policy stands while it has not expired and the TXT record announces the same id
     (or cannot be read: an attacker who blocks DNS must not switch the policy off). A new id
@@ -48,7 +51,11 @@ def policy_for(
         policy = (fetcher or default_fetcher()).fetch(domain)
     except PolicyError as exc:
         log.warning("MTA-STS policy of %s unusable: %s", domain, exc)
-        return cached.policy() if cached else None
+        if cached:
+            return cached.policy()
+        # Remember the failure for a few minutes as "no policy" (what a failed fetch means,
+        # RFC 8461 5.1), so a dead policy host costs one time-out, not one per message.
+        policy = Policy(mode=Mode.NONE, mx=(), max_age=FAILED_FETCH_RETRY_SECONDS)
     MtaStsPolicy.objects.update_or_create(
         domain=domain,
         defaults={

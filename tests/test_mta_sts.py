@@ -295,8 +295,16 @@ def test_no_policy_and_a_failed_fetch_means_delivery_as_without_mta_sts(
     db, public_dns, fetcher, policy_server
 ):
     policy_server.status = 404
-    assert policy_for("example.net", public_dns.resolver(), fetcher) is None
-    assert not MtaStsPolicy.objects.exists()
+    assert policy_for("example.net", public_dns.resolver(), fetcher).mode is Mode.NONE
+    # The failure is remembered for five minutes: a dead policy host costs one time-out.
+    assert policy_for("example.net", public_dns.resolver(), fetcher).mode is Mode.NONE
+    assert len(policy_server.requests) == 1
+    remembered = MtaStsPolicy.objects.get()
+    assert remembered.expires_at - remembered.fetched_at == timedelta(minutes=5)
+
+    policy_server.status = 200  # the domain fixes its policy host
+    MtaStsPolicy.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert policy_for("example.net", public_dns.resolver(), fetcher).mode is Mode.ENFORCE
 
 
 # --- the fetch ------------------------------------------------------------------------------------
@@ -308,8 +316,8 @@ def test_a_policy_host_on_loopback_is_refused_without_the_operators_allowance(
     fetcher.allowed_networks = []  # production default: public addresses only
     with pytest.raises(PolicyError, match="refused: mta-sts.example.net resolves to 127.0.0.1"):
         fetcher.fetch("example.net")
+    assert policy_for("example.net", public_dns.resolver(), fetcher).mode is Mode.NONE
     assert policy_server.requests == []
-    assert policy_for("example.net", public_dns.resolver(), fetcher) is None
 
 
 def test_a_policy_host_on_a_private_address_is_refused(db, fetcher):
