@@ -353,7 +353,14 @@ def _to_mx_hosts(
             )
         elif mode is StsMode.TESTING:
             label, outcome = attempt(host, Security.STARTTLS)
-            if outcome.tls_failed and security is not Security.STARTTLS:
+            if not outcome.tls_failed:
+                outcome.note = _("MTA-STS testing: certificate valid for %(host)s") % names
+            elif security is Security.STARTTLS:
+                # The sender's own domain requires verified TLS: no second try without it.
+                outcome.note = (
+                    _("MTA-STS testing: no verified TLS with %(host)s, nothing sent") % names
+                )
+            else:
                 log.warning("MTA-STS testing: %s: %s", host, outcome.error)
                 failure = outcome.error
                 label, outcome = attempt(host, security)
@@ -361,8 +368,6 @@ def _to_mx_hosts(
                     "MTA-STS testing: verified TLS with %(host)s failed (%(error)s); sent as "
                     "without a policy"
                 ) % (names | {"error": failure})
-            else:
-                outcome.note = _("MTA-STS testing: certificate valid for %(host)s") % names
         else:
             label, outcome = attempt(host, security)
         if outcome.ok or outcome.permanent:

@@ -430,3 +430,17 @@ def test_the_sender_sees_which_policy_applied_on_the_message_page(
 def test_a_recipient_domain_idna_cannot_encode_gives_no_policy_not_a_crash(db, fetcher):
     with pytest.raises(PolicyError, match="could not be resolved"):
         PolicyFetcher(getaddrinfo=None).fetch("a" * 70 + ".example.net")
+
+
+def test_testing_mode_keeps_the_senders_own_tls_requirement(
+    people, public_dns, fetcher, policy_server, mx_peer, direct, untrusted_pki
+):
+    people.domain.require_tls_direct = True
+    people.domain.save()
+    policy_server.body = ENFORCE_LOCALHOST.replace("enforce", "testing")
+    mx = direct(mx_peer(tls=untrusted_pki.server_context))
+    message = send(people, public_dns, fetcher)
+    assert mx.messages == [] and message.state == Message.State.DEFERRED
+    assert message.attempts.get().tls_policy == (
+        "MTA-STS testing: no verified TLS with localhost, nothing sent"
+    )
