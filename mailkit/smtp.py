@@ -51,6 +51,7 @@ class Outcome:
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> reply
     transcript: list[str] = field(default_factory=list)
     tls_failed: bool = False  # no verified TLS: not offered, bad certificate, handshake failed
+    tls: bool = False  # the session was encrypted (verified too, unless OPPORTUNISTIC)
     note: str = ""  # which TLS policy applied, for the attempt record (MTA-STS)
 
 
@@ -106,6 +107,7 @@ class Connection:
         self.transcript = transcript
         self.client: aiosmtplib.SMTP | None = None
         self.broken = False  # the server went away; do not send the next message on it
+        self.secured = False  # TLS is up (implicit, or after STARTTLS)
 
     async def open(self) -> None:
         target, transcript = self.target, self.transcript
@@ -124,6 +126,7 @@ class Connection:
             timeout=settings.SENDGATE_SMTP_DEADLINE,
         )
         transcript.append(f"S: {_reply(await client.connect())}")
+        self.secured = target.security is Security.TLS
         transcript.append(f"C: EHLO {settings.SENDGATE_SMTP_HELO_NAME}")
         transcript.append(f"S: {_reply(await client.ehlo())}")
         if target.security is Security.STARTTLS or (
@@ -136,6 +139,7 @@ class Connection:
                 )
             transcript.append("C: STARTTLS")
             transcript.append(f"S: {_reply(await client.starttls())}")
+            self.secured = True
             transcript.append(f"S: {_reply(await client.ehlo())}")
         if target.username:
             if client.get_transport_info("sslcontext") is None:
@@ -232,8 +236,10 @@ class Sender:
                     self.connection = Connection(self.target, self.transcript)
                     await self.connection.open()
                 outcome = await self.connection.transfer(mail_from, recipients, data)
+                outcome.tls = self.connection.secured
         except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
             outcome = _describe(exc, self.target, self.deadline)
+            outcome.tls = self.connection is not None and self.connection.secured
             refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
             if opening or not refused_only or self.connection.broken:
                 await self.close()

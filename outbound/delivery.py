@@ -338,12 +338,14 @@ def _to_mx_hosts(
         names = {"host": host}
         if mode is StsMode.ENFORCE:
             label, outcome = attempt(host, Security.STARTTLS)
-            if outcome.tls_failed:
+            if outcome.tls:
+                outcome.note = _("MTA-STS enforce: certificate valid for %(host)s") % names
+            elif outcome.tls_failed:
                 outcome.note = (
                     _("MTA-STS enforce: no verified TLS with %(host)s, nothing sent") % names
                 )
             else:
-                outcome.note = _("MTA-STS enforce: certificate valid for %(host)s") % names
+                outcome.note = _("MTA-STS enforce: %(host)s could not be reached") % names
         elif mode is StsMode.TESTING and not policy.matches(host):
             log.warning("MTA-STS testing: %s is not named in the policy of %s", host, domain)
             label, outcome = attempt(host, security)
@@ -353,8 +355,10 @@ def _to_mx_hosts(
             )
         elif mode is StsMode.TESTING:
             label, outcome = attempt(host, Security.STARTTLS)
-            if not outcome.tls_failed:
+            if outcome.tls:
                 outcome.note = _("MTA-STS testing: certificate valid for %(host)s") % names
+            elif not outcome.tls_failed:
+                outcome.note = _("MTA-STS testing: %(host)s could not be reached") % names
             elif security is Security.STARTTLS:
                 # The sender's own domain requires verified TLS: no second try without it.
                 outcome.note = (

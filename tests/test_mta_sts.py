@@ -444,3 +444,14 @@ def test_testing_mode_keeps_the_senders_own_tls_requirement(
     assert message.attempts.get().tls_policy == (
         "MTA-STS testing: no verified TLS with localhost, nothing sent"
     )
+
+
+def test_an_unreachable_mx_is_not_reported_as_a_valid_certificate(
+    people, public_dns, fetcher, direct, settings
+):
+    from .conftest import free_port
+
+    settings.SENDGATE_DIRECT_MX_PORT = free_port()  # nobody listens there
+    message = send(people, public_dns, fetcher)
+    assert message.state == Message.State.DEFERRED
+    assert message.attempts.get().tls_policy == "MTA-STS enforce: localhost could not be reached"
