@@ -455,3 +455,10 @@ def test_an_unreachable_mx_is_not_reported_as_a_valid_certificate(
     message = send(people, public_dns, fetcher)
     assert message.state == Message.State.DEFERRED
     assert message.attempts.get().tls_policy == "MTA-STS enforce: localhost could not be reached"
+
+
+def test_the_operator_can_switch_mta_sts_off(db, public_dns, fetcher, policy_server, settings):
+    settings.SENDGATE_MTA_STS = False
+    resolver = public_dns.resolver()
+    assert policy_for("example.net", resolver, fetcher) is None
+    assert resolver.queries == [] and policy_server.requests == []
