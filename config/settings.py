@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "health_check",  # its `manage.py health_check` runs /health/'s checks in containers
     # Bottom to top: each app imports only from the ones above it in this list (and mailkit).
     "directory",
+    "domainkeys",
     "policy",
     "outbox",
     "gateways",
@@ -231,6 +232,9 @@ CELERY_BEAT_SCHEDULE = {
     "retest-gateways": {"task": "gateways.tasks.retest_gateways", "schedule": 3600.0},
     "prune": {"task": "operations.tasks.prune", "schedule": 86400.0},
     "heartbeat": {"task": "operations.tasks.heartbeat", "schedule": 30.0},
+    # A DKIM key waiting for its DNS record starts signing once the record is published; an
+    # active key's record is checked daily.
+    "check-dkim-keys": {"task": "domainkeys.tasks.check_dkim_keys", "schedule": 600.0},
 }
 
 # --- Sendgate ------------------------------------------------------------------------------------
@@ -273,6 +277,9 @@ SENDGATE_DELAY_WARNING_HOURS = env.float("SENDGATE_DELAY_WARNING_HOURS", default
 # Port for direct delivery to recipients' MX hosts. Always 25 on the internet; lab networks and
 # the tests point it elsewhere.
 SENDGATE_DIRECT_MX_PORT = env.int("SENDGATE_DIRECT_MX_PORT", default=25)
+# Direct delivery honours recipients' MTA-STS policies (RFC 8461); the policy fetch's time limit.
+SENDGATE_MTA_STS = env.bool("SENDGATE_MTA_STS", default=True)
+SENDGATE_MTA_STS_TIMEOUT = env.float("SENDGATE_MTA_STS_TIMEOUT", default=10.0)
 # A claimed message whose worker vanished is retried after this many seconds.
 SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)
 # Messages the sweeper hands one task at a time; a batch shares one connection per server.

@@ -117,6 +117,9 @@ class DeliveryAttempt(models.Model):
     envelope_from = models.EmailField()
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     reply = models.TextField(blank=True)
+    # The recipient domain's TLS policy and what it decided ("MTA-STS enforce: certificate valid
+    # for mx1.example.net"); empty when none applied.
+    tls_policy = models.TextField(blank=True)
 
     class Meta:
         ordering = ["started_at", "id"]
