@@ -25,6 +25,7 @@ COPY pyproject.toml manage.py ./
 COPY config ./config
 COPY mailkit ./mailkit
 COPY directory ./directory
+COPY signin ./signin
 COPY policy ./policy
 COPY outbox ./outbox
 COPY gateways ./gateways

@@ -24,4 +24,5 @@ def navigation(request: HttpRequest) -> dict:
             ],
         )
     )
+    sections.append((_("Account"), [(_("Sign-in and security"), reverse("security"))]))
     return {"nav_sections": sections}

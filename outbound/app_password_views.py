@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 
 from .credentials import create_app_password
 from .forms import AppPasswordForm
@@ -19,6 +20,7 @@ def get_app_password_for_user(request: HttpRequest, pk: int) -> AppPassword:
 
 
 @login_required
+@never_cache  # the page can show a new password: no browser or proxy may keep a copy
 def app_password_list(request: HttpRequest) -> HttpResponse:
     form = AppPasswordForm(request.POST or None)
     new_password = None

@@ -71,6 +71,22 @@ def _loopback_only(method):
 
 
 @pytest.fixture(autouse=True)
+def client_login_with_a_request(monkeypatch):
+    """django-axes checks every authenticate() against the client's address, so it needs the
+    request; Django's test Client.login() passes none. Give it one from 127.0.0.1, so a test's
+    wrong passwords count (and lock) as a browser's would."""
+    from django.test import Client, RequestFactory
+
+    original = Client.login
+
+    def login(self, **credentials):
+        credentials.setdefault("request", RequestFactory().post("/login/"))
+        return original(self, **credentials)
+
+    monkeypatch.setattr(Client, "login", login)
+
+
+@pytest.fixture(autouse=True)
 def loopback_only(monkeypatch):
     """Fail loudly if a test in this process tries to reach any address but loopback."""
     monkeypatch.setattr(socket.socket, "connect", _loopback_only(socket.socket.connect))
