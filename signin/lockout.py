@@ -29,9 +29,7 @@ def client_ip(request: HttpRequest) -> str:
     proxies = settings.SENDGATE_TRUSTED_PROXY_COUNT
     if proxies <= 0:
         return remote
-    forwarded = [
-        part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-    ]
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
     forwarded = [part for part in forwarded if part]
     return forwarded[-proxies] if len(forwarded) >= proxies else remote
 

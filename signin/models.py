@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 def describe_device(user_agent: str) -> str:
-    """"Firefox / Linux": enough to recognise one's own browsers in the sessions list."""
+    """ "Firefox / Linux": enough to recognise one's own browsers in the sessions list."""
     browser = next((name for token, name in _BROWSERS if token in user_agent), "")
     system = next((name for token, name in _SYSTEMS if token in user_agent), "")
     if browser and system:

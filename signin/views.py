@@ -303,9 +303,7 @@ def domain_sign_in(request: HttpRequest, pk: int) -> HttpResponse:
     if before.isdigit():
         failures = failures.filter(id__lt=int(before))
     page = list(failures[: FAILURES_PAGE + 1])
-    admins = [
-        (admin, twostep.is_enrolled(admin)) for admin in domain.admins.order_by("email")
-    ]
+    admins = [(admin, twostep.is_enrolled(admin)) for admin in domain.admins.order_by("email")]
     return render(
         request,
         "signin/domain_sign_in.html",
