@@ -34,6 +34,11 @@ def record(request: HttpRequest) -> None:
         request.session.save()
         key = request.session.session_key
     now = timezone.now()
+    # Sessions that simply expired were never signed out: drop their rows here, so the table
+    # stays as small as the account's real sessions.
+    ConsoleSession.objects.for_account(request.user).filter(
+        last_seen_at__lt=now - timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    ).delete()
     ConsoleSession.objects.update_or_create(
         session_key=key,
         defaults={

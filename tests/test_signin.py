@@ -346,6 +346,17 @@ def test_changing_the_password_signs_out_other_sessions(people):
     assert ConsoleSession.objects.filter(account=people.user).count() == 1
 
 
+def test_expired_sessions_leave_the_list(client, people, settings):
+    stale = ConsoleSession.objects.create(
+        account=people.user,
+        session_key="expired-long-ago",
+        last_seen_at=timezone.now() - timedelta(seconds=settings.SESSION_COOKIE_AGE + 60),
+    )
+    sign_in(client, people.user.email)
+    assert not ConsoleSession.objects.filter(pk=stale.pk).exists()
+    assert ConsoleSession.objects.filter(account=people.user).count() == 1
+
+
 def test_logging_out_forgets_the_session(client, people):
     sign_in(client, people.user.email)
     assert ConsoleSession.objects.filter(account=people.user).count() == 1
