@@ -10,6 +10,7 @@ import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
     "csp",
     # Bottom to top: each app imports only from the ones above it in this list (and mailkit).
     "directory",
@@ -131,6 +133,8 @@ AUTH_PASSWORD_VALIDATORS = [
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # Signing in with a passkey (WebAuthn) instead of the password and code.
+    "django_otp_webauthn.backends.WebAuthnBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -268,7 +272,15 @@ SENDGATE_SMTP_ALLOWED_PORTS = env.list(
 # mail would cross the internet in clear.
 SENDGATE_SMTP_ALLOW_PLAINTEXT = env.bool("SENDGATE_SMTP_ALLOW_PLAINTEXT", default=False)
 # The console's public address, for links in mails (confirmation links).
-SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://127.0.0.1:8000")
+SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://localhost:8000")
+# Passkeys belong to the console's host name (the WebAuthn "relying party"): they work only at
+# SENDGATE_CONSOLE_URL, which must then use a host name (WebAuthn refuses IP addresses). Changing
+# that host name later makes every registered passkey useless.
+OTP_WEBAUTHN_RP_NAME = "Sendgate"
+OTP_WEBAUTHN_RP_ID = urlsplit(SENDGATE_CONSOLE_URL).hostname or "localhost"
+OTP_WEBAUTHN_ALLOWED_ORIGINS = [
+    f"{urlsplit(SENDGATE_CONSOLE_URL).scheme}://{urlsplit(SENDGATE_CONSOLE_URL).netloc}"
+]
 # Users' SMTP servers are re-tested when their last test is older than this many hours.
 SENDGATE_GATEWAY_RETEST_HOURS = env.int("SENDGATE_GATEWAY_RETEST_HOURS", default=24)
 # A send-as confirmation code is valid this many hours.

@@ -17,6 +17,7 @@ from django_otp import verify_token
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
 
 from directory.models import Account, Domain
 
@@ -98,10 +99,11 @@ def verify_code(account: Account, code: str) -> Device | None:
 
 
 def turn_off(account: Account) -> None:
-    """Remove the authenticator and the recovery codes."""
+    """Remove the authenticator, the recovery codes and the passkeys."""
     with transaction.atomic():
         TOTPDevice.objects.devices_for_user(account, confirmed=None).delete()
         StaticDevice.objects.devices_for_user(account, confirmed=None).delete()
+        WebAuthnCredential.objects.filter(user=account).delete()
 
 
 def _digits(code: str) -> str:

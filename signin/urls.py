@@ -1,6 +1,6 @@
-from django.urls import path
+from django.urls import include, path
 
-from . import views
+from . import passkeys, views
 
 urlpatterns = [
     path("login/", views.login, name="login"),
@@ -12,6 +12,10 @@ urlpatterns = [
     path("settings/security/two-step/off/", views.two_step_off, name="two_step_off"),
     path("settings/security/recovery-codes/", views.recovery_codes, name="recovery_codes"),
     path("settings/security/password/", views.password_change, name="password_change"),
+    path(
+        "settings/security/passkeys/<int:pk>/remove/", views.passkey_remove, name="passkey_remove"
+    ),
+    path("passkeys/", include(passkeys)),
     path("settings/security/sessions/<int:pk>/end/", views.session_end, name="session_end"),
     path(
         "settings/security/sign-out-everywhere/",

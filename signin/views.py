@@ -30,7 +30,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 from directory.access import get_domain_for_admin
 from directory.models import Account
 
-from . import lockout, sessions, twostep
+from . import lockout, passkeys, sessions, twostep
 from .forms import CodeForm, ConfirmAuthenticatorForm, PasswordConfirmForm, TwoStepRequirementForm
 from .models import ConsoleSession
 
@@ -158,6 +158,7 @@ def security(request: HttpRequest) -> HttpResponse:
             "enrolled": twostep.is_enrolled(account),
             "recovery_codes_left": twostep.recovery_codes_left(account),
             "due": twostep.enrolment_due(account),
+            "passkeys": passkeys.of(account),
             "sessions": sessions.active(account),
             "current_key": request.session.session_key,
             "turn_off_form": PasswordConfirmForm(account=account),
@@ -237,6 +238,15 @@ def two_step_off(request: HttpRequest) -> HttpResponse:
         )
         % {"count": ended},
     )
+    return redirect("security")
+
+
+@login_required
+@require_POST
+def passkey_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    passkey = get_object_or_404(passkeys.of(request.user), pk=pk)
+    passkey.delete()
+    messages.success(request, _("The passkey “%(name)s” is removed.") % {"name": passkey.name})
     return redirect("security")
 
 

@@ -4,11 +4,13 @@ sign out everywhere (Chromium through Playwright against the live server)."""
 from __future__ import annotations
 
 import time
+from base64 import b32decode
 
 import pyotp
 import pytest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, SLOW
 from .test_browser import log_in, log_out
 
 try:
@@ -17,6 +19,10 @@ except ImportError:  # pragma: no cover - chromium_page skips
     expect = None
 
 pytestmark = pytest.mark.browser
+
+
+def b32_to_hex(secret: str) -> str:
+    return b32decode(secret).hex()
 
 
 def submit_password(page, base: str, email: str, password: str = PASSWORD) -> None:
@@ -59,7 +65,8 @@ def test_enrol_an_authenticator_then_sign_in_with_it_and_with_a_recovery_code(
     submit_password(page, base, ann)
     expect(page.locator("header .whoami")).to_have_count(0)
     enter_code(page, totp.at(time.time() + 30))
-    expect(page.locator("header .whoami")).to_contain_text(ann)
+    expect(page.locator("header .whoami")).to_contain_text(ann, timeout=SLOW)
+    assert page.url == f"{base}/settings/send-as/"  # straight home, as after a password
     log_out(page)
 
     # A recovery code works once.
@@ -114,3 +121,39 @@ def test_sign_out_everywhere_ends_the_other_browsers_session_too(
         expect(other_page.locator("#id_username")).to_be_visible()  # sent to the login page
     finally:
         other.close()
+
+
+def test_add_a_passkey_then_sign_in_with_it_alone(chromium_page, live_server, people, settings):
+    page, base, ann = chromium_page, live_server.url, people.user.email
+    settings.OTP_WEBAUTHN_RP_ID = "localhost"
+    settings.OTP_WEBAUTHN_ALLOWED_ORIGINS = [base]
+    totp = pyotp.TOTP(pyotp.random_base32())
+    TOTPDevice.objects.create(user=people.user, name="app", key=b32_to_hex(totp.secret))
+    # Chromium's virtual authenticator stands in for the phone or security key.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+
+    submit_password(page, base, ann)
+    enter_code(page, totp.now())
+    page.goto(f"{base}/settings/security/")
+    page.get_by_role("button", name="Add a passkey").click()
+    expect(page.locator("#passkeys tbody tr")).to_have_count(1)  # the page reloads with it
+    log_out(page)
+
+    page.get_by_role("button", name="Sign in with a passkey").click()
+
+    expect(page.locator("header .whoami")).to_contain_text(ann, timeout=SLOW)
+    assert page.url == f"{base}/settings/send-as/"  # straight home, as after a password

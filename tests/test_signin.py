@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp_webauthn.models import WebAuthnCredential
 
 from signin import twostep
 from signin.models import ConsoleSession, TwoStepDeadline
@@ -384,3 +385,59 @@ def test_a_new_app_password_page_is_never_cached(client, people):
     response = client.post(reverse("app_password_list"), {"name": "Laptop"})
     assert response.context["new_password"]
     assert "no-store" in response["Cache-Control"]
+
+
+# --- passkeys --------------------------------------------------------------------------------
+# (Adding one and signing in with it runs in Chromium: tests/test_browser_signin.py.)
+
+
+def passkey_of(account, name: str = "Laptop") -> WebAuthnCredential:
+    return WebAuthnCredential.objects.create(
+        user=account,
+        name=name,
+        credential_id=name.encode(),
+        public_key=b"not used here",
+        sign_count=0,
+    )
+
+
+def test_a_passkey_needs_two_step_verification_first(client, people):
+    client.force_login(people.user)
+    response = client.post(reverse("otp_webauthn:credential-registration-begin"))
+    assert response.status_code == 403
+    assert "before adding a passkey" in response.json()["detail"]
+
+
+def test_passkeys_are_listed_and_removed_by_their_owner_only(client, people):
+    enrol(people.user)
+    passkey = passkey_of(people.user)
+    other = passkey_of(people.outsider, "Zoe's key")
+
+    client.force_login(people.user)
+    assert "Laptop" in client.get(reverse("security")).content.decode()
+    assert client.post(reverse("passkey_remove", args=[other.pk])).status_code == 404
+    client.post(reverse("passkey_remove", args=[passkey.pk]))
+
+    assert not WebAuthnCredential.objects.filter(pk=passkey.pk).exists()
+    assert WebAuthnCredential.objects.filter(pk=other.pk).exists()
+
+
+def test_turning_two_step_off_removes_the_passkeys_too(client, people):
+    enrol(people.user)
+    passkey_of(people.user)
+    client.force_login(people.user)
+    client.post(reverse("two_step_off"), {"password": PASSWORD})
+    assert not WebAuthnCredential.objects.filter(user=people.user).exists()
+
+
+def test_a_locked_out_address_cannot_sign_in_with_a_passkey_either(client, people):
+    for number in range(3):
+        sign_in(Client(), f"guess{number}@example.com", "wrong", ip="203.0.113.9")
+    response = client.post(
+        reverse("otp_webauthn:credential-authentication-complete"),
+        "{}",
+        content_type="application/json",
+        REMOTE_ADDR="203.0.113.9",
+    )
+    assert response.status_code == 429
+    assert "Too many failed sign-ins" in response.json()["detail"]

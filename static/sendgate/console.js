@@ -10,3 +10,6 @@ document.addEventListener("click", (event) => {
   form.elements.smtp_port.value = button.dataset.port;
   form.elements.smtp_security.value = button.dataset.security;
 });
+
+// A passkey was added on the security page (django-otp-webauthn's script): show it in the list.
+document.addEventListener("otp_webauthn.register_complete", () => window.location.reload());
