@@ -8,12 +8,12 @@ for SENDGATE_LOGIN_LOCKOUT_MINUTES after its last failure.
 from __future__ import annotations
 
 from axes.handlers.proxy import AxesProxyHandler
-from axes.models import AccessFailureLog
+from axes.models import AccessAttempt, AccessFailureLog
 from axes.utils import reset
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_login_failed
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import ngettext
@@ -81,6 +81,19 @@ def failed_sign_ins(domain: Domain) -> QuerySet[AccessFailureLog]:
     return AccessFailureLog.objects.filter(username__iendswith="@" + domain.name).order_by(
         "-attempt_time", "-id"
     )
+
+
+def recent_failures_by_login(domain: Domain) -> list[dict]:
+    """Per login name of this domain: failures that still count (since the last lockout
+    expired or was lifted), the last one, and whether that name is locked out now."""
+    rows = (
+        AccessAttempt.objects.filter(username__iendswith="@" + domain.name)
+        .values("username")
+        .annotate(failures=Sum("failures_since_start"), last_failure=Max("attempt_time"))
+        .order_by("-last_failure")
+    )
+    limit = settings.SENDGATE_LOGIN_MAX_FAILURES
+    return [row | {"locked": row["failures"] >= limit} for row in rows]
 
 
 def unlock(login: str) -> int:

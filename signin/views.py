@@ -321,6 +321,7 @@ def domain_sign_in(request: HttpRequest, pk: int) -> HttpResponse:
             "domain": domain,
             "form": form,
             "admins": admins,
+            "by_login": lockout.recent_failures_by_login(domain),
             "failures": page[:FAILURES_PAGE],
             "older": page[FAILURES_PAGE - 1].id if len(page) > FAILURES_PAGE else None,
             "max_failures": settings.SENDGATE_LOGIN_MAX_FAILURES,

@@ -112,9 +112,13 @@ def test_admins_see_their_domains_failed_sign_ins_and_can_unlock(client, people)
     sign_in(Client(), people.outsider.email, "wrong", ip="198.51.100.1")
 
     assert client.login(username=people.admin.email, password=PASSWORD)
-    page = client.get(reverse("domain_sign_in", args=[people.domain.pk])).content.decode()
-    assert page.count("ann@example.com</td>") == 3 and "192.0.2.10" in page
+    response = client.get(reverse("domain_sign_in", args=[people.domain.pk]))
+    page = response.content.decode()
+    assert page.count("ann@example.com</td>") == 1 + 3 and "192.0.2.10" in page
     assert "zoe@other.example" not in page  # another domain's sign-ins stay there
+    [ann_row] = response.context["by_login"]
+    assert ann_row["username"] == "ann@example.com" and ann_row["failures"] == 3
+    assert ann_row["locked"] and "locked out" in page
 
     client.post(reverse("domain_unlock", args=[people.domain.pk]), {"login": "ann@example.com"})
     assert sign_in(Client(), people.user.email, ip="198.51.100.2").status_code == 302
