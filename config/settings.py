@@ -113,6 +113,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Invitation and reset links (Django's password reset tokens) work once, for this long.
+PASSWORD_RESET_TIMEOUT = env.int("SENDGATE_SET_PASSWORD_LINK_HOURS", default=72) * 3600
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -208,6 +210,8 @@ SENDGATE_SMTP_ALLOW_PLAINTEXT = env.bool("SENDGATE_SMTP_ALLOW_PLAINTEXT", defaul
 SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://127.0.0.1:8000")
 # Users' SMTP servers are re-tested when their last test is older than this many hours.
 SENDGATE_GATEWAY_RETEST_HOURS = env.int("SENDGATE_GATEWAY_RETEST_HOURS", default=24)
+# "Forgot my password" requests per hour, for one address and for one client IP address.
+SENDGATE_PASSWORD_RESETS_PER_HOUR = env.int("SENDGATE_PASSWORD_RESETS_PER_HOUR", default=5)
 # A send-as confirmation code is valid this many hours.
 SENDGATE_CONFIRMATION_HOURS = env.int("SENDGATE_CONFIRMATION_HOURS", default=72)
 # Connection tests a user may run per hour (each one dials a server on their behalf).

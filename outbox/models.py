@@ -30,6 +30,17 @@ class MessageQuerySet(models.QuerySet):
     def for_sender(self, account) -> MessageQuerySet:
         return self.filter(account=account)
 
+    def waiting(self) -> MessageQuerySet:
+        """Accepted and not finished: what a worker will still (or may again) try to send."""
+        return self.filter(
+            state__in=[
+                Message.State.QUEUED,
+                Message.State.SENDING,
+                Message.State.DEFERRED,
+                Message.State.HELD,
+            ]
+        )
+
 
 class Message(models.Model):
     class Kind(models.TextChoices):
@@ -42,6 +53,8 @@ class Message(models.Model):
         DEFERRED = "deferred", _("Deferred, will retry")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        # The account was deactivated: nothing leaves until an admin chooses deliver or discard.
+        HELD = "held", _("Held until an admin decides")
 
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages"
