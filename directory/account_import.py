@@ -41,28 +41,19 @@ class ImportPlan:
         return not self.errors
 
 
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")  # a BOM (Excel's "CSV UTF-8") is dropped
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DirectoryError(
-            _("Line %(line)d is not UTF-8 text: save the file as “CSV UTF-8”.") % {"line": line}
-        ) from None
-
-
 def check_csv(domain: Domain, data: bytes, filename: str = "") -> ImportPlan:
     """Read and check every row; changes nothing."""
     plan = ImportPlan(domain=domain, filename=filename)
+    if len(data) > MAX_BYTES:
+        message = _("The file is larger than %(mb)d MB: split it into smaller files.")
+        plan.errors.append((0, message % {"mb": MAX_BYTES // (1024 * 1024)}))
+        return plan
     try:
-        if len(data) > MAX_BYTES:
-            raise DirectoryError(
-                _("The file is larger than %(mb)d MB: split it into smaller files.")
-                % {"mb": MAX_BYTES // (1024 * 1024)}
-            )
-        text = _decode(data)
-    except DirectoryError as exc:
-        plan.errors.append((0, str(exc)))
+        text = data.decode("utf-8-sig")  # a BOM (Excel's "CSV UTF-8") is dropped
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        message = _("Line %(line)d is not UTF-8 text: save the file as “CSV UTF-8”.")
+        plan.errors.append((line, message % {"line": line}))
         return plan
 
     units = {path: pk for pk, path in OrgUnit.objects.paths(domain.pk).items()}
