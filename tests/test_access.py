@@ -6,7 +6,6 @@ import pytest
 from django.urls import URLResolver, get_resolver, resolve, reverse
 
 from directory.models import Account, AuditEvent
-
 from gateways.models import SendAsAlias
 from outbound.models import AppPassword
 from outbox.models import Message

@@ -38,7 +38,11 @@ def upload(client, people, content: bytes, invite: bool = True):
     return client.post(reverse("account_import", args=[people.domain.pk]), data)
 
 
-GOOD = 'address,name,OU path\r\nbob@example.com,Bob Builder,Sales/EMEA\r\ncarol@example.com,"Carol, Jr.",\r\n'
+GOOD = (
+    "address,name,OU path\r\n"
+    "bob@example.com,Bob Builder,Sales/EMEA\r\n"
+    'carol@example.com,"Carol, Jr.",\r\n'
+)
 
 
 def test_preview_changes_nothing_and_apply_imports_every_row(admin_client, people, emea):
