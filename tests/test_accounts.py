@@ -214,3 +214,12 @@ def test_account_commands_share_the_rules_of_the_console(people):
         "admin_granted",
         "admin_revoked",
     ]
+
+
+def test_audit_log_page_lists_directory_changes(admin_client, people):
+    url = reverse("account_detail", args=[people.domain.pk, people.user.pk])
+    admin_client.post(url, {"action": "make_admin"})
+    page = admin_client.get(reverse("audit_log", args=[people.domain.pk])).content.decode()
+    assert re.search(
+        r"<td>admin@example.com</td><td>Domain admin granted</td><td>ann@example.com</td>", page
+    )
