@@ -31,6 +31,11 @@ class Command(BaseCommand):
                     last_test_ok=True,
                 )
                 example.save(update_fields=["outbound_gateway"])
+            # OUs the README's policy examples name (e.g. `--unit Sales/EMEA`).
+            sales, _ = OrgUnit.objects.get_or_create(
+                domain=example, parent=example.root_unit, name="Sales"
+            )
+            OrgUnit.objects.get_or_create(domain=example, parent=sales, name="EMEA")
             admin = self._account(demo.ADMIN, "Dana Admin")
             example.admins.add(admin)
             self._account(demo.USER, "Ann Example")
