@@ -15,17 +15,13 @@ from outbound.credentials import candidates, create_app_password, matching
 from outbox.models import Message
 
 from .conftest import PASSWORD
-from .test_domains import set_password_through_link
+from .test_domains import mail_link, set_password_through_link
 
 
 @pytest.fixture
 def admin_client(client, people):
     assert client.login(username=people.admin.email, password=PASSWORD)
     return client
-
-
-def link_in_mail(message: Message) -> str:
-    return re.search(rb"https?://\S+/password/set/\S+/", message.raw).group(0).decode()
 
 
 def actions(account: str) -> list[str]:
@@ -52,7 +48,7 @@ def test_admin_adds_an_account_who_sets_a_password_and_logs_in(admin_client, peo
     assert actions("bob@example.com") == ["account_added", "invitation_sent"]
 
     admin_client.logout()
-    set_password_through_link(client, link_in_mail(invitation), "bob's own password 1")
+    set_password_through_link(client, mail_link(invitation), "bob's own password 1")
     response = client.post(
         reverse("login"), {"username": "bob@example.com", "password": "bob's own password 1"}
     )

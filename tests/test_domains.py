@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+from email import message_from_bytes
+from email.policy import default as default_policy
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -31,6 +33,12 @@ def run(*args: str, stdin: str | None = None, monkeypatch=None) -> str:
 
 def link_in(text: str) -> str:
     return re.search(r"https?://\S+/password/set/\S+/", text).group(0)
+
+
+def mail_link(message: Message) -> str:
+    """The set-password link in a queued mail, read as a mail client would (decoded body)."""
+    body = message_from_bytes(bytes(message.raw), policy=default_policy).get_body().get_content()
+    return link_in(body)
 
 
 def set_password_through_link(client, link: str, password: str) -> None:
