@@ -71,13 +71,7 @@ class SmtpServerForm(forms.Form):
         data = super().clean()
         if not data.get("smtp_host"):
             return data
-        port = data.get("smtp_port")
-        if not port:
-            self.add_error("smtp_port", _("Enter the server's port, usually 587 or 465."))
-        if data.get("smtp_security") == SmtpServer.Security.NONE and port != 25:
-            self.add_error(
-                "smtp_security", _("A connection without TLS is only allowed on port 25.")
-            )
+        self.check_port_and_security(data)
         if not data.get("smtp_username"):
             self.add_error("smtp_username", _("Enter the username for this server."))
         if not data.get("smtp_password"):
@@ -88,6 +82,15 @@ class SmtpServerForm(forms.Form):
             ):
                 self.add_error("smtp_password", _("Enter the password for this server."))
         return data
+
+    def check_port_and_security(self, data: dict) -> None:
+        port = data.get("smtp_port")
+        if not port:
+            self.add_error("smtp_port", _("Enter the server's port, usually 587 or 465."))
+        if data.get("smtp_security") == SmtpServer.Security.NONE and port != 25:
+            self.add_error(
+                "smtp_security", _("A connection without TLS is only allowed on port 25.")
+            )
 
     def server(self) -> SmtpServer | None:
         """The server as it would be saved (not saved yet), or None when the host is empty."""
@@ -214,13 +217,7 @@ class DomainGatewayForm(SmtpServerForm):
         if not data.get("smtp_host"):
             self.add_error("smtp_host", _("Enter the gateway's host name."))
             return data
-        port = data.get("smtp_port")
-        if not port:
-            self.add_error("smtp_port", _("Enter the server's port, usually 587 or 465."))
-        if data.get("smtp_security") == SmtpServer.Security.NONE and port != 25:
-            self.add_error(
-                "smtp_security", _("A connection without TLS is only allowed on port 25.")
-            )
+        self.check_port_and_security(data)
         if data.get("smtp_password") and not data.get("smtp_username"):
             self.add_error("smtp_username", _("Enter the username that goes with the password."))
         old = self.instance

@@ -67,25 +67,16 @@ def alias_list(request: HttpRequest) -> HttpResponse:
                 _create_alias(alias, server)
             except ValidationError as exc:  # e.g. the account's domain may not send yet
                 form.add_error(None, exc)
-                return render(
+            else:
+                messages.success(
                     request,
-                    "gateways/alias_list.html",
-                    {
-                        "form": form,
-                        "server_form": server_form,
-                        "aliases": account.aliases.select_related("smtp_server"),
-                        "transcript": transcript,
-                    },
+                    _(
+                        "We sent a confirmation code to %(address)s. Enter it below to start "
+                        "sending as this address."
+                    )
+                    % {"address": alias.address},
                 )
-            messages.success(
-                request,
-                _(
-                    "We sent a confirmation code to %(address)s. Enter it below to start sending "
-                    "as this address."
-                )
-                % {"address": alias.address},
-            )
-            return redirect("alias_confirm", pk=alias.pk)
+                return redirect("alias_confirm", pk=alias.pk)
     return render(
         request,
         "gateways/alias_list.html",

@@ -257,3 +257,14 @@ def test_domain_admins_do_not_see_operator_pages(client, people):
     assert client.get(reverse("operator_domain", args=[people.domain.pk])).status_code == 404
     response = client.post(reverse("operator_domain_add"), {"name": "x.example", "admin": "a@x"})
     assert response.status_code == 404
+
+
+def test_adding_a_send_as_address_in_an_unverified_domain_says_why_it_cannot_send(
+    client, unverified
+):
+    client.login(username=unverified.user.email, password=PASSWORD)
+    page = client.post(
+        reverse("alias_list"), {"address": "ann@partner.org", "treat_as_alias": "on"}
+    ).content.decode()
+    assert "has not proved it owns its domain name yet" in page
+    assert not SendAsAlias.objects.exists() and not Message.objects.exists()
