@@ -268,3 +268,9 @@ def test_adding_a_send_as_address_in_an_unverified_domain_says_why_it_cannot_sen
     ).content.decode()
     assert "has not proved it owns its domain name yet" in page
     assert not SendAsAlias.objects.exists() and not Message.objects.exists()
+
+
+def test_domain_admins_see_that_their_domain_is_unverified(client, unverified):
+    client.login(username=unverified.admin.email, password=PASSWORD)
+    page = client.get(reverse("domain_list")).content.decode()
+    assert "unverified" in page and unverified.domain.verification_record in page
