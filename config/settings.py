@@ -187,6 +187,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-outbox": {"task": "outbound.tasks.sweep_outbox", "schedule": 30.0},
     "resume-policy-propagation": {"task": "policy.tasks.resume_propagation", "schedule": 60.0},
     "retest-gateways": {"task": "gateways.tasks.retest_gateways", "schedule": 3600.0},
+    "resume-import-invitations": {
+        "task": "outbox.tasks.resume_import_invitations",
+        "schedule": 120.0,
+    },
 }
 
 # --- Sendgate ------------------------------------------------------------------------------------

@@ -269,13 +269,29 @@ def account_import(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         "directory/account_import.html",
         {
-            "domain": domain,
             "form": form,
             "plan": plan,
             "preview": plan.rows[:PREVIEW_ROWS] if plan else [],
             "upload": upload,
+            **_imports_context(domain),
         },
     )
+
+
+def _imports_context(domain: Domain) -> dict:
+    imports = list(domain.imports.all()[:5])
+    return {
+        "domain": domain,
+        "imports": imports,
+        "sending": any(job.is_sending for job in imports),
+    }
+
+
+@login_required
+def account_import_progress(request: HttpRequest, pk: int) -> HttpResponse:
+    """htmx partial: recent imports and how far their invitations are; polls while sending."""
+    domain = get_domain_for_admin(request, pk)
+    return render(request, "directory/partials/import_progress.html", _imports_context(domain))
 
 
 def _apply_import(request: HttpRequest, domain: Domain) -> HttpResponse:
@@ -291,10 +307,13 @@ def _apply_import(request: HttpRequest, domain: Domain) -> HttpResponse:
     # Checked again: accounts may have been added since the preview.
     plan = check_csv(domain, path.read_bytes(), ticket["name"])
     try:
-        count = onboarding.import_accounts(plan, request.user, invite=ticket["invite"])
+        job = onboarding.import_accounts(plan, request.user, invite=ticket["invite"])
     except DirectoryError as exc:
         messages.error(request, str(exc))
         return redirect("account_import", pk=domain.pk)
     path.unlink(missing_ok=True)
-    messages.success(request, _("%(count)d accounts imported.") % {"count": count})
+    messages.success(request, _("%(count)d accounts imported.") % {"count": job.total})
+    if job.invite:
+        messages.info(request, _("Their invitations are being sent; the progress is shown below."))
+        return redirect("account_import", pk=domain.pk)
     return redirect("account_list", pk=domain.pk)

@@ -209,6 +209,10 @@ class Account(AbstractBaseUser, PermissionsMixin):
     reply_from_received_address = models.BooleanField(
         _("reply from the address the mail was sent to"), default=True
     )
+    # The CSV import that created the account; its invitations are sent from there in batches.
+    imported_by = models.ForeignKey(
+        "AccountImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="accounts"
+    )
 
     objects = AccountManager()
 
@@ -305,3 +309,31 @@ class PasswordResetRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} at {self.created_at}"
+
+
+class AccountImport(models.Model):
+    """One applied CSV import, and the progress of the invitations it sends in the background."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="imports")
+    actor = models.ForeignKey(
+        "Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    filename = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    total = models.PositiveIntegerField(default=0)
+    invite = models.BooleanField(default=True)
+    invited = models.PositiveIntegerField(default=0)
+    # Every account of this import with a pk up to here has its invitation.
+    cursor_pk = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.filename} ({self.total})"
+
+    @property
+    def is_sending(self) -> bool:
+        return self.invite and self.finished_at is None

@@ -10,6 +10,11 @@ urlpatterns = [
     path("domains/<int:pk>/accounts/add/", account_views.account_add, name="account_add"),
     path("domains/<int:pk>/accounts/import/", account_views.account_import, name="account_import"),
     path(
+        "domains/<int:pk>/accounts/import/progress/",
+        account_views.account_import_progress,
+        name="account_import_progress",
+    ),
+    path(
         "domains/<int:pk>/accounts/<int:account_pk>/",
         account_views.account_detail,
         name="account_detail",

@@ -8,6 +8,7 @@ the directory, below policy and the outbox, can import none of them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from email.utils import formataddr
 
 from celery import current_app
@@ -16,6 +17,7 @@ from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
 from django.core.validators import DomainNameValidator
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -24,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from directory.account_import import ImportPlan
 from directory.accounts import DirectoryError, clean_display_name, new_address
-from directory.models import Account, AuditEvent, Domain, OrgUnit
+from directory.models import Account, AccountImport, AuditEvent, Domain, OrgUnit
 from policy.models import OutboundPolicy
 
 from .models import Message
@@ -47,8 +49,9 @@ def _hours() -> int:
     return settings.PASSWORD_RESET_TIMEOUT // 3600
 
 
-def send_invitation(account: Account, actor: Account | None) -> Message:
-    """Mail the account a set-password link, through its domain's path; audited."""
+def send_invitation(account: Account, actor: Account | None, *, audit: bool = True) -> Message:
+    """Mail the account a set-password link, through its domain's path; audited (an import
+    records one event for all its accounts instead)."""
     if not account.is_active:
         raise DirectoryError(
             _("%(address)s is deactivated: reactivate it first.") % {"address": account.email}
@@ -73,7 +76,10 @@ def send_invitation(account: Account, actor: Account | None) -> Message:
     _address_to(notice, account)
     with transaction.atomic():
         message = send_to_sender(account, notice)
-        AuditEvent.record(account.domain, actor, AuditEvent.Action.INVITATION_SENT, account.email)
+        if audit:
+            AuditEvent.record(
+                account.domain, actor, AuditEvent.Action.INVITATION_SENT, account.email
+            )
     return message
 
 
@@ -196,18 +202,32 @@ def add_account(
     return account
 
 
-def import_accounts(plan: ImportPlan, actor: Account | None, *, invite: bool = True) -> int:
-    """Create every account of a checked CSV plan in one transaction: all or nothing."""
+def import_accounts(
+    plan: ImportPlan, actor: Account | None, *, invite: bool = True
+) -> AccountImport:
+    """Create every account of a checked CSV plan in one transaction: all or nothing.
+
+    Invitations follow in the background, in batches (``send_import_invitations``): 50,000 mails
+    would outlast a web request; the import page shows their progress.
+    """
     if plan.errors:
         raise DirectoryError(_("The file has errors; nothing was imported."))
     domain = plan.domain
     with transaction.atomic():
-        values = dict(
-            (pk, (allowed, version))
+        job = AccountImport.objects.create(
+            domain=domain,
+            actor=actor,
+            filename=plan.filename[:200],
+            total=len(plan.rows),
+            invite=invite,
+            finished_at=None if invite else timezone.now(),
+        )
+        values = {
+            pk: (allowed, version)
             for pk, allowed, version in OrgUnit.objects.filter(domain=domain).values_list(
                 "pk", "gateways_allowed", "policy_version"
             )
-        )
+        }
         accounts = []
         for row in plan.rows:
             allowed, version = values[row.unit_id]
@@ -218,6 +238,7 @@ def import_accounts(plan: ImportPlan, actor: Account | None, *, invite: bool = T
                 org_unit_id=row.unit_id,
                 gateways_allowed=allowed,
                 policy_version=version,
+                imported_by=job,
             )
             account.set_unusable_password()
             accounts.append(account)
@@ -236,12 +257,55 @@ def import_accounts(plan: ImportPlan, actor: Account | None, *, invite: bool = T
             _("%(count)d accounts") % {"count": len(accounts)},
         )
         if invite:
-            created = Account.objects.filter(
-                domain=domain, email__in=[row.address for row in plan.rows]
-            ).select_related("domain")
-            for account in created.iterator(chunk_size=2000):
-                send_invitation(account, actor)
-    return len(accounts)
+            transaction.on_commit(lambda: current_app.send_task(INVITATIONS_TASK, args=[job.pk]))
+    return job
+
+
+INVITATIONS_TASK = "outbox.tasks.send_import_invitations"
+INVITATION_BATCH = 500
+
+
+def send_import_invitations(job_id: int, batch_size: int = INVITATION_BATCH) -> None:
+    """Invite an import's accounts batch by batch; resumable, and safe to run twice.
+
+    Each batch commits its mails together with the cursor, moved by a conditional UPDATE: if
+    another run moved it first, this batch rolls back, so no account is invited twice.
+    """
+    while True:
+        job = AccountImport.objects.filter(pk=job_id, finished_at__isnull=True).first()
+        if job is None:
+            return
+        with transaction.atomic():
+            accounts = list(
+                Account.objects.filter(imported_by=job, pk__gt=job.cursor_pk, is_active=True)
+                .select_related("domain")
+                .order_by("pk")[:batch_size]
+            )
+            if not accounts:
+                AccountImport.objects.filter(pk=job.pk, cursor_pk=job.cursor_pk).update(
+                    finished_at=timezone.now(), updated_at=timezone.now()
+                )
+                return
+            for account in accounts:
+                send_invitation(account, job.actor, audit=False)
+            moved = AccountImport.objects.filter(pk=job.pk, cursor_pk=job.cursor_pk).update(
+                cursor_pk=accounts[-1].pk,
+                invited=F("invited") + len(accounts),
+                updated_at=timezone.now(),
+            )
+            if moved != 1:
+                transaction.set_rollback(True)  # another run sent this batch
+                return
+
+
+def stalled_import_ids(minutes: int = 5) -> list[int]:
+    """Imports whose invitations stopped (a lost task, a killed worker), for beat to resume."""
+    since = timezone.now() - timedelta(minutes=minutes)
+    return list(
+        AccountImport.objects.filter(
+            invite=True, finished_at__isnull=True, updated_at__lt=since
+        ).values_list("pk", flat=True)
+    )
 
 
 def deactivate(account: Account, actor: Account | None) -> int:

@@ -53,6 +53,7 @@ def id_pages(people, alias, message) -> list[tuple[str, str]]:
         ("post", reverse("account_add", args=[domain])),
         ("get", reverse("account_import", args=[domain])),
         ("post", reverse("account_import", args=[domain])),
+        ("get", reverse("account_import_progress", args=[domain])),
         ("get", reverse("account_detail", args=[domain, people.user.pk])),
         ("post", reverse("account_detail", args=[domain, people.user.pk])),
         ("get", reverse("domain_gateway", args=[domain])),

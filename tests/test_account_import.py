@@ -11,10 +11,11 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from directory.account_import import check_csv
-from directory.models import Account, AuditEvent, OrgUnit
+from directory.models import Account, AccountImport, AuditEvent, OrgUnit
 from outbox.models import Message
+from outbox.onboarding import import_accounts, send_import_invitations
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, wait_for
 
 
 @pytest.fixture
@@ -56,12 +57,19 @@ def test_preview_changes_nothing_and_apply_imports_every_row(admin_client, peopl
     response = admin_client.post(
         reverse("account_import", args=[people.domain.pk]), {"upload": ticket}, follow=True
     )
-    assert "2 accounts imported." in response.content.decode()
+    page = response.content.decode()
+    assert "2 accounts imported." in page and "sending: 0 of 2" in page
     bob = Account.objects.get(email="bob@example.com")
     assert bob.org_unit == emea and bob.display_name == "Bob Builder"
     carol = Account.objects.get(email="carol@example.com")
     assert carol.display_name == "Carol, Jr." and carol.org_unit == people.domain.root_unit
-    assert Message.objects.filter(recipients=["bob@example.com"]).exists()  # invited
+
+    # The invitations go out in the background (here: the worker's function, called directly).
+    job = AccountImport.objects.get()
+    send_import_invitations(job.pk)
+    progress = admin_client.get(reverse("account_import_progress", args=[people.domain.pk]))
+    assert "2 sent" in progress.content.decode() and "hx-get" not in progress.content.decode()
+    assert Message.objects.filter(recipients=["bob@example.com"]).count() == 1
     event = AuditEvent.objects.get(action="accounts_imported")
     assert event.detail == "2 accounts" and event.actor == people.admin
 
@@ -147,3 +155,27 @@ def test_import_command_dry_run_then_apply(people, emea, tmp_path):
     with pytest.raises(CommandError, match="2 errors; nothing was imported."):
         call_command("account", "import", "example.com", str(path), stderr=err)
     assert "line 2: bob@example.com already has an account." in err.getvalue()
+
+
+def test_invitations_go_out_in_batches_and_never_twice(people, emea):
+    rows = "".join(f"user{i:03d}@example.com,User {i},Sales/EMEA\n" for i in range(7))
+    job = import_accounts(check_csv(people.domain, rows.encode(), "x.csv"), people.admin)
+    Account.objects.filter(email="user003@example.com").update(is_active=False)
+    send_import_invitations(job.pk, batch_size=3)
+    send_import_invitations(job.pk, batch_size=3)  # a duplicate run: nothing more
+    job.refresh_from_db()
+    assert job.finished_at is not None and job.invited == 6
+    invited = sorted(r for m in Message.objects.all() for r in m.recipients)
+    assert invited == [f"user{i:03d}@example.com" for i in range(7) if i != 3]
+
+
+@pytest.mark.worker
+def test_a_real_worker_sends_the_invitations_of_an_import(people, emea, worker_factory):
+    worker_factory()
+    rows = "".join(f"user{i:03d}@example.com,User {i},\n" for i in range(25))
+    job = import_accounts(check_csv(people.domain, rows.encode(), "x.csv"), people.admin)
+    wait_for(
+        lambda: AccountImport.objects.filter(pk=job.pk, finished_at__isnull=False).exists(),
+        what="the invitations of the import",
+    )
+    assert Message.objects.filter(kind=Message.Kind.REPORT).count() == 25

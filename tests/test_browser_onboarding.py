@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from directory.models import Account, OrgUnit
+from directory.models import Account, AccountImport, OrgUnit
 from outbox.models import Message
+from outbox.onboarding import send_import_invitations
 
-from .conftest import PASSWORD
 from .test_browser import chromium_page, expect, log_in, log_out  # noqa: F401 - a fixture
 from .test_domains import mail_link
 
@@ -89,8 +89,13 @@ def test_csv_import_shows_errors_then_a_preview_then_imports(
     assert not Account.objects.filter(email="carol@example.com").exists()
     page.get_by_role("button", name="Import 2 accounts").click()
 
-    expect(page.locator(".flash")).to_contain_text("2 accounts imported.")
+    expect(page.locator(".flash").first).to_contain_text("2 accounts imported.")
+    invitations = page.locator(".imports .invitations").first
+    expect(invitations).to_contain_text("sending: 0 of 2")
+    send_import_invitations(AccountImport.objects.get().pk)  # what the worker does
+    expect(invitations).to_contain_text("2 sent")  # the page polls for progress
+    assert Message.objects.filter(recipients=["dave@example.com"]).exists()
+
+    page.goto(f"{base}/domains/{people.domain.pk}/accounts/")
     expect(page.locator('tr[data-account="carol@example.com"]')).to_contain_text("Sales")
     assert Account.objects.get(email="carol@example.com").org_unit == sales
-    assert Message.objects.filter(recipients=["dave@example.com"]).exists()
-    assert PASSWORD  # the admin logged in with the fixture password

@@ -11,7 +11,13 @@ from directory.account_import import check_csv
 from directory.accounts import DirectoryError, account_of, grant_admin, revoke_admin, unit_by_path
 from directory.models import Account, Domain
 from mailkit.addresses import domain_of
-from outbox.onboarding import add_account, deactivate, import_accounts, reactivate
+from outbox.onboarding import (
+    add_account,
+    deactivate,
+    import_accounts,
+    reactivate,
+    send_import_invitations,
+)
 from policy.service import PolicyError, move_account
 
 
@@ -110,8 +116,13 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write(f"{len(plan.rows)} accounts would be created; nothing changed.")
             return
-        count = import_accounts(plan, self.actor, invite=not options["no_invite"])
-        self.stdout.write(f"Created {count} accounts in {domain.name}.")
+        job = import_accounts(plan, self.actor, invite=not options["no_invite"])
+        self.stdout.write(f"Created {job.total} accounts in {domain.name}.")
+        if job.invite:
+            # Here, not only in a worker: the operator sees the invitations queued when it ends.
+            send_import_invitations(job.pk)
+            job.refresh_from_db()
+            self.stdout.write(f"Queued {job.invited} invitations.")
 
     def _deactivate(self, options: dict) -> None:
         account = self._account(options["address"])
