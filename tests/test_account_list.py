@@ -105,6 +105,8 @@ def test_bulk_move_deactivate_and_reactivate(admin_client, people):
         people.outsider.pk
     ]  # someone else's account is ignored
     url = reverse("account_list", args=[people.domain.pk])
+    page = admin_client.get(url).content.decode()
+    assert f'<option value="{sales.pk}">example.com/Sales</option>' in page
 
     admin_client.post(url, {"accounts": ids, "action": "move", "unit": sales.pk})
     assert Account.objects.filter(org_unit=sales).count() == 3
