@@ -4,6 +4,7 @@ one account (invitation, reset, deactivate, admin rights, held mail) and the CSV
 from __future__ import annotations
 
 import secrets
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -227,10 +228,21 @@ def account_detail(request: HttpRequest, pk: int, account_pk: int) -> HttpRespon
 # --- CSV import -----------------------------------------------------------------------------------
 
 
+TICKET_SECONDS = 3600
+
+
 def _upload_dir() -> Path:
     path = Path(settings.VAR_DIR) / "imports"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _forget_old_uploads() -> None:
+    """Checked files nobody imported: gone once their preview has expired."""
+    cutoff = time.time() - TICKET_SECONDS
+    for path in _upload_dir().iterdir():
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
 
 
 def _signer() -> signing.TimestampSigner:
@@ -252,6 +264,7 @@ def account_import(request: HttpRequest, pk: int) -> HttpResponse:
         else:
             data = uploaded.read()
             plan = check_csv(domain, data, uploaded.name)
+            _forget_old_uploads()
             if plan.ok:
                 # Kept on disk until applied; the page carries only a signed name for it.
                 name = secrets.token_hex(16)
@@ -296,7 +309,7 @@ def account_import_progress(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _apply_import(request: HttpRequest, domain: Domain) -> HttpResponse:
     try:
-        ticket = _signer().unsign_object(request.POST["upload"], max_age=3600)
+        ticket = _signer().unsign_object(request.POST["upload"], max_age=TICKET_SECONDS)
     except signing.BadSignature:
         messages.error(request, _("That preview has expired; upload the file again."))
         return redirect("account_import", pk=domain.pk)

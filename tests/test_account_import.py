@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import re
+import time
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -179,3 +182,16 @@ def test_a_real_worker_sends_the_invitations_of_an_import(people, emea, worker_f
         what="the invitations of the import",
     )
     assert Message.objects.filter(kind=Message.Kind.REPORT).count() == 25
+
+
+def test_checked_files_that_were_never_imported_are_removed_after_an_hour(
+    admin_client, people, emea, settings
+):
+    folder = Path(settings.VAR_DIR) / "imports"
+    before = set(folder.iterdir()) if folder.exists() else set()
+    upload(admin_client, people, GOOD.encode())
+    [stale] = set(folder.iterdir()) - before
+    os.utime(stale, (time.time() - 3700, time.time() - 3700))
+    upload(admin_client, people, GOOD.encode())
+    remaining = set(folder.iterdir())
+    assert stale not in remaining and len(remaining - before) == 1
