@@ -56,7 +56,9 @@ def seed(messages: int, ports: list[int]) -> list[int]:
 
     gateway = server(ports[-1])
     gateway.save()
-    domain = Domain.objects.create(name="bench.example", outbound_gateway=gateway)
+    domain = Domain.objects.create(
+        name="bench.example", outbound_gateway=gateway, verified_at=timezone.now()
+    )
     unit = OrgUnit.objects.create(domain=domain, name="bench.example")
     OutboundPolicy.objects.create(domain=domain, allow_user_gateways=True, version=1)
     Account.objects.bulk_create(

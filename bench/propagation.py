@@ -59,12 +59,15 @@ def proc_status_kib(pid: int, field: str) -> int:
 
 def build_domain(accounts: int):
     from django.contrib.auth.hashers import make_password
+    from django.utils import timezone
 
     from directory.models import Account, Domain, OrgUnit
     from policy.models import OutboundPolicy
 
     unusable = make_password(None)  # computed once: no hashing for 100,000 rows
-    domain = Domain.objects.create(name=f"bench-{uuid.uuid4().hex[:8]}.test")
+    domain = Domain.objects.create(
+        name=f"bench-{uuid.uuid4().hex[:8]}.test", verified_at=timezone.now()
+    )
     root = OrgUnit.objects.create(domain=domain, name=domain.name)
     OutboundPolicy.objects.create(domain=domain)
     units = [root]

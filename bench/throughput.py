@@ -109,6 +109,7 @@ def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
     """Create the accounts; return (login, From address) per account."""
     from django.contrib.auth.hashers import make_password
     from django.db import transaction
+    from django.utils import timezone
 
     from directory.models import Account, Domain, OrgUnit
     from gateways.models import SendAsAlias, SmtpServer
@@ -128,7 +129,9 @@ def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
     with transaction.atomic():
         domain_gateway = server(gateway_port)
         domain_gateway.save()
-        domain = Domain.objects.create(name="bench.test", outbound_gateway=domain_gateway)
+        domain = Domain.objects.create(
+            name="bench.test", outbound_gateway=domain_gateway, verified_at=timezone.now()
+        )
         unit = OrgUnit.objects.create(domain=domain, name="bench.test")
         OutboundPolicy.objects.create(domain=domain, allow_user_gateways=True)
         accounts = Account.objects.bulk_create(

@@ -11,6 +11,8 @@ def navigation(request: HttpRequest) -> dict:
     if user is None or not user.is_authenticated:
         return {"nav_sections": []}
     sections = []
+    if user.is_superuser:
+        sections.append((_("Operator"), [(_("All domains"), reverse("operator_domains"))]))
     if user.is_domain_admin:
         sections.append((_("Administration"), [(_("Domains and policy"), reverse("domain_list"))]))
     sections.append(
@@ -21,6 +23,7 @@ def navigation(request: HttpRequest) -> dict:
                 (_("Compose"), reverse("compose")),
                 (_("Sent mail"), reverse("sent_list")),
                 (_("App passwords"), reverse("app_password_list")),
+                (_("Change my password"), reverse("password_change")),
             ],
         )
     )

@@ -140,6 +140,8 @@ AUTHENTICATION_BACKENDS = [
     # Signing in with a passkey (WebAuthn) instead of the password and code.
     "django_otp_webauthn.backends.WebAuthnBackend",
 ]
+# Invitation and reset links (Django's password reset tokens) work once, for this long.
+PASSWORD_RESET_TIMEOUT = env.int("SENDGATE_SET_PASSWORD_LINK_HOURS", default=72) * 3600
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -303,6 +305,10 @@ CELERY_BEAT_SCHEDULE = {
     # A DKIM key waiting for its DNS record starts signing once the record is published; an
     # active key's record is checked daily.
     "check-dkim-keys": {"task": "domainkeys.tasks.check_dkim_keys", "schedule": 600.0},
+    "resume-import-invitations": {
+        "task": "outbox.tasks.resume_import_invitations",
+        "schedule": 120.0,
+    },
 }
 
 # --- Sendgate ------------------------------------------------------------------------------------
@@ -337,6 +343,8 @@ OTP_WEBAUTHN_ALLOWED_ORIGINS = [
 ]
 # Users' SMTP servers are re-tested when their last test is older than this many hours.
 SENDGATE_GATEWAY_RETEST_HOURS = env.int("SENDGATE_GATEWAY_RETEST_HOURS", default=24)
+# "Forgot my password" requests per hour, for one address and for one client IP address.
+SENDGATE_PASSWORD_RESETS_PER_HOUR = env.int("SENDGATE_PASSWORD_RESETS_PER_HOUR", default=5)
 # A send-as confirmation code is valid this many hours.
 SENDGATE_CONFIRMATION_HOURS = env.int("SENDGATE_CONFIRMATION_HOURS", default=72)
 # Connection tests a user may run per hour (each one dials a server on their behalf).

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from .models import Domain, OrgUnit
+from .models import Account, Domain, OrgUnit
 
 
 def get_domain_for_admin(request: HttpRequest, pk: int) -> Domain:
@@ -26,3 +26,16 @@ def get_unit_for_admin(request: HttpRequest, domain_pk: int, unit_pk: int) -> Or
     return get_object_or_404(
         OrgUnit.objects.select_related("domain", "parent"), pk=unit_pk, domain=domain
     )
+
+
+def get_account_for_admin(request: HttpRequest, domain_pk: int, account_pk: int) -> Account:
+    """An account of a domain the requester administers; anything else is a 404."""
+    domain = get_domain_for_admin(request, domain_pk)
+    return get_object_or_404(
+        Account.objects.select_related("domain", "org_unit"), pk=account_pk, domain=domain
+    )
+
+
+def require_operator(request: HttpRequest) -> None:
+    if not request.user.is_superuser:
+        raise Http404

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from mailkit.addresses import normalize_address, reject_control_characters
 
+from .accounts import DirectoryError, clean_display_name, new_address
 from .models import Account, Domain, OrgUnit
 
 
@@ -110,3 +111,60 @@ class AccountMoveForm(forms.Form):
                 % {"address": address, "domain": self.domain}
             )
         return account
+
+
+class AccountAddForm(forms.Form):
+    email = forms.CharField(label=_("Address"), max_length=254)
+    display_name = forms.CharField(label=_("Name"), max_length=200, required=False)
+
+    def __init__(self, *args, domain: Domain, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.domain = domain
+        self.fields["unit"] = unit_field(_("Organisational unit"), domain.pk)
+        self.fields["email"].help_text = _("An address in %(domain)s.") % {"domain": domain.name}
+
+    def clean_email(self) -> str:
+        try:
+            return new_address(self.domain, self.cleaned_data["email"])
+        except DirectoryError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def clean_display_name(self) -> str:
+        try:
+            return clean_display_name(self.cleaned_data["display_name"])
+        except DirectoryError as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class AccountFilterForm(forms.Form):
+    q = forms.CharField(label=_("Search"), required=False, max_length=254)
+    state = forms.ChoiceField(
+        label=_("State"),
+        required=False,
+        choices=[("", _("All")), ("active", _("Active")), ("inactive", _("Deactivated"))],
+    )
+
+    def __init__(self, *args, domain: Domain, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["unit"] = unit_field(_("OU"), domain.pk)
+        self.fields["unit"].required = False
+        self.fields["unit"].empty_label = _("All OUs")
+
+
+class AccountImportForm(forms.Form):
+    file = forms.FileField(
+        label=_("CSV file"),
+        help_text=_(
+            "One account per line: address, name, OU path (e.g. Sales/EMEA; empty: the top OU). "
+            "UTF-8, comma-separated, at most 50,000 rows and 10 MB."
+        ),
+    )
+    invite = forms.BooleanField(
+        label=_("Mail each new account an invitation"), required=False, initial=True
+    )
+
+
+class AccountUnitForm(forms.Form):
+    def __init__(self, *args, domain: Domain, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["unit"] = unit_field(_("Move to"), domain.pk)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
@@ -10,6 +12,10 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mailkit.addresses import domain_of, normalize_address
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(24)
 
 
 class DomainQuerySet(models.QuerySet):
@@ -55,6 +61,11 @@ class Domain(models.Model):
             "the console until they have."
         ),
     )
+    # Ownership: a domain added here may send only once its DNS carries
+    # ``sendgate-verification=<token>`` in a TXT record (or an operator vouched for it).
+    verification_token = models.CharField(max_length=64, default=_new_token, editable=False)
+    verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
 
     objects = DomainQuerySet.as_manager()
 
@@ -63,6 +74,18 @@ class Domain(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_verified(self) -> bool:
+        return self.verified_at is not None
+
+    @property
+    def verification_record(self) -> str:
+        """The TXT record text that proves ownership."""
+        return f"sendgate-verification={self.verification_token}"
+
+    def mark_verified(self) -> None:
+        self.verified_at = timezone.now()
 
     @property
     def root_unit(self) -> OrgUnit:
@@ -195,8 +218,19 @@ class Account(AbstractBaseUser, PermissionsMixin):
     reply_from_received_address = models.BooleanField(
         _("reply from the address the mail was sent to"), default=True
     )
+    # The CSV import that created the account; its invitations are sent from there in batches.
+    imported_by = models.ForeignKey(
+        "AccountImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="accounts"
+    )
 
     objects = AccountManager()
+
+    class Meta:
+        indexes = [
+            # The accounts page pages through one domain by address (keyset pagination).
+            models.Index(fields=["domain", "email"], name="account_domain_email"),
+            models.Index(fields=["domain", "org_unit", "email"], name="account_domain_unit_email"),
+        ]
 
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
@@ -215,3 +249,100 @@ class Account(AbstractBaseUser, PermissionsMixin):
     def own_domain_names(self) -> frozenset[str]:
         """Hosted domains whose addresses need no Sender: header when this account uses them."""
         return frozenset({self.domain.name}) if self.domain else frozenset()
+
+
+class AuditEvent(models.Model):
+    """One change to a domain's directory: accounts, admins, the gateway, held mail.
+
+    Policy saves have their own record (policy.PolicyChange); the audit page shows both.
+    """
+
+    class Action(models.TextChoices):
+        DOMAIN_ADDED = "domain_added", _("Domain added")
+        DOMAIN_VERIFIED = "domain_verified", _("Domain ownership verified")
+        ACCOUNT_ADDED = "account_added", _("Account added")
+        ACCOUNTS_IMPORTED = "accounts_imported", _("Accounts imported")
+        INVITATION_SENT = "invitation_sent", _("Invitation sent")
+        PASSWORD_RESET_SENT = "password_reset_sent", _("Password reset link sent")
+        ACCOUNT_DEACTIVATED = "account_deactivated", _("Account deactivated")
+        ACCOUNT_REACTIVATED = "account_reactivated", _("Account reactivated")
+        ACCOUNT_MOVED = "account_moved", _("Account moved")
+        ADMIN_GRANTED = "admin_granted", _("Domain admin granted")
+        ADMIN_REVOKED = "admin_revoked", _("Domain admin revoked")
+        HELD_MAIL_RELEASED = "held_mail_released", _("Held mail released for delivery")
+        HELD_MAIL_DISCARDED = "held_mail_discarded", _("Held mail discarded")
+        GATEWAY_CHANGED = "gateway_changed", _("Outbound gateway changed")
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="audit_events")
+    actor = models.ForeignKey(
+        "Account", null=True, on_delete=models.SET_NULL, related_name="+", blank=True
+    )
+    actor_label = models.CharField(max_length=320)  # kept when the account is deleted
+    action = models.CharField(max_length=30, choices=Action.choices)
+    target = models.CharField(max_length=320, blank=True)  # usually an address
+    detail = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.action} {self.target}"
+
+    @classmethod
+    def record(
+        cls, domain: Domain, actor: Account | None, action: str, target: str = "", detail: str = ""
+    ) -> AuditEvent:
+        return cls.objects.create(
+            domain=domain,
+            actor=actor,
+            actor_label=actor.email if actor is not None else "manage.py",
+            action=action,
+            target=target[:320],
+            detail=detail[:1000],
+        )
+
+
+class PasswordResetRequest(models.Model):
+    """One "forgot my password" request; recent rows throttle an address and a client."""
+
+    email = models.CharField(max_length=320)  # lower-cased, whether or not an account has it
+    remote_ip = models.GenericIPAddressField(null=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["email", "created_at"]),
+            models.Index(fields=["remote_ip", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} at {self.created_at}"
+
+
+class AccountImport(models.Model):
+    """One applied CSV import, and the progress of the invitations it sends in the background."""
+
+    domain = models.ForeignKey(Domain, on_delete=models.CASCADE, related_name="imports")
+    actor = models.ForeignKey(
+        "Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    filename = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    total = models.PositiveIntegerField(default=0)
+    invite = models.BooleanField(default=True)
+    invited = models.PositiveIntegerField(default=0)
+    # Every account of this import with a pk up to here has its invitation.
+    cursor_pk = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.filename} ({self.total})"
+
+    @property
+    def is_sending(self) -> bool:
+        return self.invite and self.finished_at is None

@@ -89,7 +89,7 @@ def unit_detail(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
     if action == "move_account" and move_acc.is_valid():
         account, target = move_acc.cleaned_data["email"], move_acc.cleaned_data["unit"]
         try:
-            move_account(account, target)
+            move_account(account, target, request.user)
         except PolicyError as exc:
             move_acc.add_error("unit", str(exc))
         else:

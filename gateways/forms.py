@@ -79,13 +79,7 @@ class SmtpServerForm(forms.Form):
         data = super().clean()
         if not data.get("smtp_host"):
             return data
-        port = data.get("smtp_port")
-        if not port and "smtp_port" not in self.errors:  # an invalid port has its own error
-            self.add_error("smtp_port", _("Enter the server's port, usually 587 or 465."))
-        if data.get("smtp_security") == SmtpServer.Security.NONE and port != 25:
-            self.add_error(
-                "smtp_security", _("A connection without TLS is only allowed on port 25.")
-            )
+        self.check_port_and_security(data)
         if not data.get("smtp_username"):
             self.add_error("smtp_username", _("Enter the username for this server."))
         if not data.get("smtp_password"):
@@ -96,6 +90,15 @@ class SmtpServerForm(forms.Form):
             ):
                 self.add_error("smtp_password", _("Enter the password for this server."))
         return data
+
+    def check_port_and_security(self, data: dict) -> None:
+        port = data.get("smtp_port")
+        if not port and "smtp_port" not in self.errors:  # an invalid port has its own error
+            self.add_error("smtp_port", _("Enter the server's port, usually 587 or 465."))
+        if data.get("smtp_security") == SmtpServer.Security.NONE and port != 25:
+            self.add_error(
+                "smtp_security", _("A connection without TLS is only allowed on port 25.")
+            )
 
     def server(self) -> SmtpServer | None:
         """The server as it would be saved (not saved yet), or None when the host is empty."""
@@ -188,3 +191,57 @@ class AliasForm(forms.Form):
 
 class ConfirmAliasForm(forms.Form):
     code = forms.CharField(label=_("Confirmation code"), max_length=12)
+
+
+class DomainGatewayForm(SmtpServerForm):
+    """The domain's outbound gateway, or direct delivery. Username and password are optional:
+    many smarthosts accept the organisation's servers by address instead."""
+
+    DIRECT, GATEWAY = "direct", "gateway"
+    mode = forms.ChoiceField(
+        label=_("Outbound mail"),
+        widget=forms.RadioSelect,
+        choices=[
+            ("direct", _("Send directly to the recipients' mail servers (MX)")),
+            ("gateway", _("Send through this gateway (smarthost)")),
+        ],
+    )
+    field_order = ["mode", *SMTP_FIELDS]
+
+    def __init__(self, *args, instance: SmtpServer | None = None, **kwargs) -> None:
+        super().__init__(*args, instance=instance, **kwargs)
+        self.fields["mode"].initial = self.GATEWAY if instance is not None else self.DIRECT
+        self.fields["smtp_host"].help_text = _("The gateway's host name or IP address.")
+        if instance is not None:
+            self.fields["smtp_password"].help_text = _(
+                "Leave empty to keep the saved password. Changing the host or the username "
+                "needs the password again."
+            )
+
+    def clean(self) -> dict:
+        data = forms.Form.clean(self)
+        if data.get("mode") != self.GATEWAY:
+            return data
+        if not data.get("smtp_host"):
+            self.add_error("smtp_host", _("Enter the gateway's host name."))
+            return data
+        self.check_port_and_security(data)
+        if data.get("smtp_password") and not data.get("smtp_username"):
+            self.add_error("smtp_username", _("Enter the username that goes with the password."))
+        old = self.instance
+        keeps_password = old is not None and (old.host, old.username) == (
+            data["smtp_host"],
+            data.get("smtp_username"),
+        )
+        if data.get("smtp_username") and not data.get("smtp_password") and not keeps_password:
+            self.add_error("smtp_password", _("Enter the password for this server."))
+        return data
+
+    def server(self) -> SmtpServer | None:
+        data = self.cleaned_data
+        if data.get("mode") != self.GATEWAY:
+            return None
+        server = super().server()
+        if not data["smtp_username"]:
+            server.password = ""  # no login: no stored password either
+        return server

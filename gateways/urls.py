@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import domain_gateway_views, views
 
 urlpatterns = [
     path("settings/send-as/", views.alias_list, name="alias_list"),
@@ -16,4 +16,5 @@ urlpatterns = [
         name="alias_deliverability",
     ),
     path("settings/send-as/srv/", views.srv_lookup, name="srv_lookup"),
+    path("domains/<int:pk>/gateway/", domain_gateway_views.domain_gateway, name="domain_gateway"),
 ]

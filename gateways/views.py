@@ -64,16 +64,20 @@ def alias_list(request: HttpRequest) -> HttpResponse:
         alias = form.alias()
         server = server_form.server() if server_form else None
         if server is None or _tested(request, server_form, server, alias.address, transcript):
-            _create_alias(alias, server)
-            messages.success(
-                request,
-                _(
-                    "We sent a confirmation code to %(address)s. Enter it below to start sending "
-                    "as this address."
+            try:
+                _create_alias(alias, server)
+            except ValidationError as exc:  # e.g. the account's domain may not send yet
+                form.add_error(None, exc)
+            else:
+                messages.success(
+                    request,
+                    _(
+                        "We sent a confirmation code to %(address)s. Enter it below to start "
+                        "sending as this address."
+                    )
+                    % {"address": alias.address},
                 )
-                % {"address": alias.address},
-            )
-            return redirect("alias_confirm", pk=alias.pk)
+                return redirect("alias_confirm", pk=alias.pk)
     return render(
         request,
         "gateways/alias_list.html",
@@ -147,8 +151,12 @@ def alias_confirm(request: HttpRequest, pk: int) -> HttpResponse:
 def alias_resend(request: HttpRequest, pk: int) -> HttpResponse:
     alias = get_alias_for_user(request, pk)
     if not alias.is_verified:
-        with transaction.atomic():
-            _send_confirmation(alias)
+        try:
+            with transaction.atomic():
+                _send_confirmation(alias)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("alias_confirm", pk=alias.pk)
         messages.success(
             request, _("A new code is on its way to %(address)s.") % {"address": alias.address}
         )

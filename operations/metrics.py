@@ -19,7 +19,12 @@ from policy.models import PolicyChange
 
 from .models import Heartbeat
 
-LIVE_STATES = [Message.State.QUEUED, Message.State.SENDING, Message.State.DEFERRED]
+LIVE_STATES = [
+    Message.State.QUEUED,
+    Message.State.SENDING,
+    Message.State.DEFERRED,
+    Message.State.HELD,
+]
 
 
 class DatabaseCollector:

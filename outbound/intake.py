@@ -44,6 +44,14 @@ def accept_message(
     attachments: Sequence[Attachment] = (),
 ) -> Message:
     """Build and queue a message; on bad input raise ValidationError and store nothing."""
+    if account.domain is not None and not account.domain.is_verified:
+        raise ValidationError(
+            _(
+                "%(domain)s has not proved it owns its domain name yet, so it cannot send. Its "
+                "administrator must publish the verification DNS record first."
+            )
+            % {"domain": account.domain.name}
+        )
     from_address = normalize_address(from_address)
     names = dict(sendable_addresses(account))
     if from_address not in names:

@@ -30,6 +30,7 @@ from . import credentials, metrics
 from .submission import (
     Refused,
     check_daily_limit,
+    check_domain_verified,
     check_recipient,
     check_recipient_count,
     check_sender,
@@ -271,6 +272,7 @@ class SubmissionHandler:
         identity: Identity = session.auth_data
 
         def check() -> None:
+            check_domain_verified(identity.account)
             check_sender(identity.account, address)
             check_daily_limit(identity.account)
 

@@ -62,6 +62,18 @@ def check_sender(account: Account, address: str, allowed: set[str] | None = None
     return address
 
 
+def check_domain_verified(account: Account) -> None:
+    """Refuse all mail of a domain whose ownership is not proven yet."""
+    if account.domain is not None and not account.domain.is_verified:
+        raise Refused(
+            _(
+                "550 5.7.1 %(domain)s has not proved it owns its domain name yet, so it cannot "
+                "send; its administrator must publish the verification DNS record first"
+            )
+            % {"domain": account.domain.name}
+        )
+
+
 def check_recipient(address: str) -> str:
     try:
         return normalize_address(address)
@@ -120,6 +132,7 @@ def submit(
 
     ``received`` is the ``Received:`` value up to the date, which is added here.
     """
+    check_domain_verified(account)
     allowed = allowed_senders(account)  # one query for the envelope and the From header
     check_sender(account, envelope_from, allowed)
     if not recipients:

@@ -31,6 +31,17 @@ class MessageQuerySet(models.QuerySet):
         """The account's own mail: Sendgate's notices and reports to it are not in its sent mail."""
         return self.filter(account=account, kind=Message.Kind.MAIL)
 
+    def waiting(self) -> MessageQuerySet:
+        """Accepted and not finished: what a worker will still (or may again) try to send."""
+        return self.filter(
+            state__in=[
+                Message.State.QUEUED,
+                Message.State.SENDING,
+                Message.State.DEFERRED,
+                Message.State.HELD,
+            ]
+        )
+
 
 class Message(models.Model):
     class Kind(models.TextChoices):
@@ -44,6 +55,8 @@ class Message(models.Model):
         DEFERRED = "deferred", _("Deferred, will retry")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        # The account was deactivated: nothing leaves until an admin chooses deliver or discard.
+        HELD = "held", _("Held until an admin decides")
 
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages"

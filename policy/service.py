@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from directory.models import Account, Domain, OrgUnit
+from directory.models import Account, AuditEvent, Domain, OrgUnit
 
 from .inheritance import Effective, UnitSetting, governed_by, resolve, subtree
 from .models import OutboundPolicy, PolicyChange, Setting, UnitOverride
@@ -204,18 +204,35 @@ def move_unit(unit: OrgUnit, new_parent: OrgUnit, actor: Account) -> PolicyChang
         )
 
 
-def move_account(account: Account, unit: OrgUnit) -> None:
-    """Put an account in another OU of its domain; it takes that OU's value at once."""
+def move_account(account: Account, unit: OrgUnit, actor: Account | None = None) -> bool:
+    """Put an account in another OU of its domain; it takes that OU's value at once.
+
+    The move is recorded in the domain's audit log; False when the account was there already.
+    """
     if unit.domain_id != account.domain_id:
         raise PolicyError(_("An account can only move to an OU of its own domain."))
     with transaction.atomic():
         policy = _locked_policy(unit.domain_id)
+        old_unit_id = (
+            Account.objects.filter(pk=account.pk).values_list("org_unit_id", flat=True).first()
+        )
+        if old_unit_id == unit.pk:
+            return False
         value = resolve(unit_settings(unit.domain_id, policy.allow_user_gateways))[unit.pk].allow
         Account.objects.filter(pk=account.pk).update(
             org_unit=unit, gateways_allowed=value, policy_version=policy.version
+        )
+        paths = OrgUnit.objects.paths(unit.domain_id)
+        AuditEvent.record(
+            unit.domain,
+            actor,
+            AuditEvent.Action.ACCOUNT_MOVED,
+            account.email,
+            _("%(old)s → %(new)s") % {"old": paths.get(old_unit_id, "?"), "new": paths[unit.pk]},
         )
     account.org_unit, account.gateways_allowed, account.policy_version = (
         unit,
         value,
         policy.version,
     )
+    return True

@@ -141,5 +141,10 @@ def audit_log(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "policy/audit_log.html",
-        {"domain": domain, "form": form, "changes": changes[:AUDIT_PAGE]},
+        {
+            "domain": domain,
+            "form": form,
+            "changes": changes[:AUDIT_PAGE],
+            "events": domain.audit_events.all()[:AUDIT_PAGE],
+        },
     )

@@ -14,6 +14,7 @@ import pytest
 import trustme
 from django.conf import settings as django_settings
 from django.db import connection
+from django.utils import timezone
 
 from demo.sink import RecordingHandler, start_sink
 from directory.models import Account, Domain, OrgUnit
@@ -220,7 +221,7 @@ class People:
 
 
 def make_domain(name: str) -> Domain:
-    domain = Domain.objects.create(name=name)
+    domain = Domain.objects.create(name=name, verified_at=timezone.now())
     OrgUnit.objects.create(domain=domain, name=name)
     OutboundPolicy.objects.create(domain=domain)
     return domain

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.urls import reverse
+from django.urls import URLResolver, get_resolver, resolve, reverse
 
+from directory.models import Account, AuditEvent
 from domainkeys.models import DkimKey
 from gateways.models import SendAsAlias
+from outbound.models import AppPassword
 from outbox.models import Message
 
 from .conftest import PASSWORD
@@ -33,7 +35,35 @@ def login(client, account) -> None:
 
 
 def id_pages(people, alias, message, dkim_key) -> list[tuple[str, str]]:
+    domain, unit = people.domain.pk, people.domain.root_unit.pk
+    app_password = AppPassword.objects.create(account=people.user, name="x", password_hash="x")
     return [
+        ("get", reverse("unit_list", args=[domain])),
+        ("post", reverse("unit_list", args=[domain])),
+        ("get", reverse("unit_detail", args=[domain, unit])),
+        ("post", reverse("unit_detail", args=[domain, unit])),
+        ("get", reverse("unit_delete", args=[domain, unit])),
+        ("post", reverse("unit_policy", args=[domain, unit])),
+        ("post", reverse("direct_delivery_tls", args=[domain])),
+        ("get", reverse("audit_log", args=[domain])),
+        ("get", reverse("delivery_log", args=[domain])),
+        ("get", reverse("delivery_counters", args=[domain])),
+        ("get", reverse("delivery_detail", args=[domain, message.pk])),
+        ("get", reverse("alias_deliverability", args=[alias.pk])),
+        ("post", reverse("app_password_revoke", args=[app_password.pk])),
+        ("get", reverse("account_list", args=[domain])),
+        ("post", reverse("account_list", args=[domain])),
+        ("get", reverse("account_add", args=[domain])),
+        ("post", reverse("account_add", args=[domain])),
+        ("get", reverse("account_import", args=[domain])),
+        ("post", reverse("account_import", args=[domain])),
+        ("get", reverse("account_import_progress", args=[domain])),
+        ("get", reverse("account_detail", args=[domain, people.user.pk])),
+        ("post", reverse("account_detail", args=[domain, people.user.pk])),
+        ("get", reverse("domain_gateway", args=[domain])),
+        ("post", reverse("domain_gateway", args=[domain])),
+        ("get", reverse("operator_domain", args=[domain])),
+        ("post", reverse("operator_domain_verify", args=[domain])),
         ("get", reverse("alias_confirm", args=[alias.pk])),
         ("post", reverse("alias_resend", args=[alias.pk])),
         ("get", reverse("alias_delete", args=[alias.pk])),
@@ -58,19 +88,48 @@ def id_pages(people, alias, message, dkim_key) -> list[tuple[str, str]]:
     ]
 
 
+# What a hostile form would carry: every action the pages know, pointed at this domain's objects.
+HOSTILE = {
+    "allow_user_gateways": "1",
+    "require_two_step_for_admins": "on",
+    "action": "deactivate",
+    "accounts": ["1", "2", "3"],
+    "email": "new@example.com",
+    "mode": "direct",
+    "require_tls_direct": "1",
+    "name": "Renamed",
+}
+
+
 def test_outsider_gets_404_on_every_page_that_takes_an_id(client, people, ann_objects):
+    people.outsider.administered_domains.add(people.outsider.domain)  # an admin, elsewhere
     login(client, people.outsider)
     for method, url in id_pages(people, *ann_objects):
-        response = getattr(client, method)(
-            url, {"allow_user_gateways": "1", "require_two_step_for_admins": "on"}
-        )
+        response = getattr(client, method)(url, HOSTILE)
         assert response.status_code == 404, (method, url)
     assert SendAsAlias.objects.filter(pk=ann_objects[0].pk).exists()
     assert not people.domain.policy_changes.exists()
+    assert Account.objects.filter(domain=people.domain, is_active=True).count() == 2
+    assert not AuditEvent.objects.exists()
     assert DkimKey.objects.get(pk=ann_objects[2].pk).checked_at is None
     assert DkimKey.objects.count() == 1
     people.domain.refresh_from_db()
     assert not people.domain.require_two_step_for_admins
+
+
+def _routes_with_ids(patterns, prefix: str = ""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _routes_with_ids(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif "<int:" in prefix + str(pattern.pattern):
+            yield pattern.name
+
+
+def test_every_url_that_takes_an_id_is_in_the_outsider_sweep(people, ann_objects):
+    """A new page with an object id in its URL fails here until it is added to id_pages."""
+    swept = {resolve(url).url_name for _method, url in id_pages(people, *ann_objects)}
+    missing = set(_routes_with_ids(get_resolver().url_patterns)) - swept
+    assert not missing, f"add these to id_pages: {sorted(missing)}"
 
 
 def test_plain_user_cannot_reach_admin_pages(client, people):

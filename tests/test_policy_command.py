@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from demo.management.commands.seed_demo import Command as SeedDemo
 from directory.models import Account, OrgUnit
 from policy.models import PolicyChange
 
-from .conftest import PASSWORD
+from .conftest import PASSWORD, ROOT
 
 
 def run(*args) -> str:
@@ -52,7 +55,7 @@ def test_set_at_the_domain_root_and_a_domain_admin_as_actor(people):
 def test_set_refuses_an_actor_without_rights_on_the_domain(people):
     with pytest.raises(CommandError, match="neither an operator nor an admin"):
         run("set", "example.com", "allow", "--actor", people.user.email)
-    with pytest.raises(CommandError, match="No OU example.com/Nowhere"):
+    with pytest.raises(CommandError, match="example.com has no OU Nowhere."):
         run("set", "example.com", "allow", "--unit", "Nowhere", "--actor", people.admin.email)
     with pytest.raises(CommandError, match="no parent to inherit"):
         run("set", "example.com", "inherit", "--actor", people.admin.email)
@@ -62,3 +65,12 @@ def test_set_refuses_an_actor_without_rights_on_the_domain(people):
 def test_actor_is_required(people):
     with pytest.raises(CommandError, match="--actor"):
         run("set", "example.com", "allow")
+
+
+def test_the_readme_policy_example_works_on_the_demo_data(db):
+    """The README's `manage.py policy set ...` line, run as written after `seed_demo`."""
+    SeedDemo(stdout=StringIO()).handle()
+    readme = (ROOT / "README.md").read_text()
+    example = re.search(r"`manage\.py (policy set [^`]+)`", readme).group(1)
+    out = run(*shlex.split(example)[1:])
+    assert "example.com/Sales/EMEA: inherit -> allow" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from demo import world as demo
 from directory.models import Account, Domain, OrgUnit
@@ -30,6 +31,11 @@ class Command(BaseCommand):
                     last_test_ok=True,
                 )
                 example.save(update_fields=["outbound_gateway"])
+            # OUs the README's policy examples name (e.g. `--unit Sales/EMEA`).
+            sales, _ = OrgUnit.objects.get_or_create(
+                domain=example, parent=example.root_unit, name="Sales"
+            )
+            OrgUnit.objects.get_or_create(domain=example, parent=sales, name="EMEA")
             admin = self._account(demo.ADMIN, "Dana Admin")
             example.admins.add(admin)
             self._account(demo.USER, "Ann Example")
@@ -46,7 +52,10 @@ class Command(BaseCommand):
         )
 
     def _domain(self, name: str) -> Domain:
-        domain, created = Domain.objects.get_or_create(name=name)
+        # The demo vouches for its own names (nothing resolves them): verified from the start.
+        domain, created = Domain.objects.get_or_create(
+            name=name, defaults={"verified_at": timezone.now()}
+        )
         if created:
             OrgUnit.objects.create(domain=domain, name=name)
             OutboundPolicy.objects.create(domain=domain)

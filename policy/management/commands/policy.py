@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from directory.accounts import DirectoryError, unit_by_path
 from directory.models import Account, Domain, OrgUnit
 from policy.models import Setting
 from policy.service import PolicyError, policy_tree, set_unit_policy
@@ -78,11 +79,7 @@ class Command(BaseCommand):
         )
 
     def _unit(self, domain: Domain, path: str) -> OrgUnit:
-        wanted = path.strip("/")
-        if wanted.startswith(f"{domain.name}/") or wanted == domain.name:
-            wanted = wanted[len(domain.name) :].strip("/")
-        full = f"{domain.name}/{wanted}" if wanted else domain.name
-        for pk, unit_path in OrgUnit.objects.paths(domain.pk).items():
-            if unit_path == full:
-                return OrgUnit.objects.get(pk=pk)
-        raise CommandError(f"No OU {full}.")
+        try:
+            return unit_by_path(domain, path)
+        except DirectoryError as exc:
+            raise CommandError(str(exc)) from None
