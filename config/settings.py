@@ -176,8 +176,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = 120
-CELERY_TASK_TIME_LIMIT = 150
+# Time limits follow from SENDGATE_BATCH_SECONDS and SENDGATE_SMTP_DEADLINE (set below): a batch
+# starts no message after its budget and each message has one deadline, so a task always ends
+# (and records its outcomes) before Celery's limits stop it.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_DIR / "beat-schedule")
 CELERY_BEAT_SCHEDULE = {
@@ -217,7 +218,10 @@ SENDGATE_SMTP_DEADLINE = env.float("SENDGATE_SMTP_DEADLINE", default=60.0)
 SENDGATE_SMTP_HELO_NAME = env.str("SENDGATE_SMTP_HELO_NAME", default="sendgate.localhost")
 # Retry schedule for temporary failures, in minutes after the previous attempt; the last value
 # repeats until the message is older than SENDGATE_MAX_QUEUE_DAYS.
-SENDGATE_RETRY_MINUTES = env.list("SENDGATE_RETRY_MINUTES", cast=int, default=[5, 10, 20, 40, 60])
+# Fractions are fine: 0.5 is thirty seconds.
+SENDGATE_RETRY_MINUTES = env.list(
+    "SENDGATE_RETRY_MINUTES", cast=float, default=[5.0, 10.0, 20.0, 40.0, 60.0]
+)
 SENDGATE_MAX_QUEUE_DAYS = env.float("SENDGATE_MAX_QUEUE_DAYS", default=5.0)
 # Tell the sender once when a message is still undelivered after this many hours (0: never).
 SENDGATE_DELAY_WARNING_HOURS = env.float("SENDGATE_DELAY_WARNING_HOURS", default=0.0)
@@ -231,6 +235,13 @@ SENDGATE_BATCH_SIZE = env.int("SENDGATE_BATCH_SIZE", default=200)
 # A batch starts no new message after this many seconds (well inside the task time limit), so
 # its outcomes are always recorded; what it did not start is handed back at once.
 SENDGATE_BATCH_SECONDS = env.float("SENDGATE_BATCH_SECONDS", default=60.0)
+# The last message a batch starts may take one more SENDGATE_SMTP_DEADLINE; then the outcomes are
+# saved. The limits leave room for that, so no delivery task outlives them.
+CELERY_TASK_SOFT_TIME_LIMIT = int(SENDGATE_BATCH_SECONDS + SENDGATE_SMTP_DEADLINE) + 30
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+# A message whose handling fails inside Sendgate (not at the peer) the same way this many times
+# in a row fails with a report, instead of being retried for days.
+SENDGATE_SAME_ERROR_LIMIT = env.int("SENDGATE_SAME_ERROR_LIMIT", default=3)
 # Policy propagation: accounts per UPDATE batch, and how long a worker holds a propagation before
 # beat may hand it to another (renewed after every batch).
 SENDGATE_POLICY_BATCH_SIZE = env.int("SENDGATE_POLICY_BATCH_SIZE", default=5000)

@@ -191,9 +191,14 @@ class Sender:
     connection) and its own outcome. When the server cannot be reached or refuses us (TLS, AUTH),
     every later job gets that outcome without another try: a dead server costs one deadline."""
 
-    def __init__(self, target: Target, deadline: float | None = None) -> None:
+    def __init__(
+        self, target: Target, deadline: float | None = None, finish_by: float | None = None
+    ) -> None:
         self.target = target
         self.deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
+        # Event-loop time by which any job must be done, whatever is left of its own deadline:
+        # a message tried on several hosts has one deadline for all of them.
+        self.finish_by = finish_by
         self.transcript: list[str] = []
         self.connection: Connection | None = None
         self.open_failure: Outcome | None = None
@@ -213,8 +218,11 @@ class Sender:
 
     async def _send_one(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
         opening = self.connection is None
+        ends = asyncio.get_running_loop().time() + self.deadline
+        if self.finish_by is not None:
+            ends = min(ends, self.finish_by)
         try:
-            async with asyncio.timeout(self.deadline):
+            async with asyncio.timeout_at(ends):
                 if self.connection is None:
                     self.connection = Connection(self.target, self.transcript)
                     await self.connection.open()
@@ -236,10 +244,14 @@ class Sender:
 
 
 async def send_many(
-    target: Target, jobs: list[Job], deadline: float | None = None, stop_at: float | None = None
+    target: Target,
+    jobs: list[Job],
+    deadline: float | None = None,
+    stop_at: float | None = None,
+    finish_by: float | None = None,
 ) -> list[Outcome | None]:
     """Send ``jobs`` over one connection and close it (see Sender)."""
-    sender = Sender(target, deadline)
+    sender = Sender(target, deadline, finish_by)
     try:
         return await sender.send(jobs, stop_at)
     finally:

@@ -7,10 +7,12 @@ message keeps its own route, deadline, attempt record and outcome. One message i
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.errors import MessageError
 from email.message import EmailMessage
 
 from django.conf import settings
@@ -21,13 +23,15 @@ from django.utils.translation import gettext as _
 
 from gateways.models import SendAsAlias, SmtpServer
 from mailkit import dns
-from mailkit.smtp import Job, Outcome, Security, Sender, Target, run_session
+from mailkit.smtp import Job, Outcome, Security, Sender, Target, send_many
 from outbox import notices
 from outbox.models import DeliveryAttempt, Message
 
 from . import reports
 from .headers import with_sender
 from .routing import Route, RouteKind, route_for
+
+logger = logging.getLogger(__name__)
 
 # What one delivery to one server did for some of a message's recipients.
 Results = list[tuple[str, list[str], Outcome]]
@@ -42,16 +46,29 @@ SETTLED_FIELDS = [
     "pending_recipients",
     "failed_recipients",
     "delay_warned_at",
+    "attempt_count",
 ]
 
 
 def _claimable(now: datetime) -> Q:
-    due = Q(state__in=[Message.State.QUEUED, Message.State.DEFERRED], next_attempt_at__lte=now)
-    stale = Q(state=Message.State.SENDING, lease_until__lt=now)  # its worker died
-    return due | stale
+    return _due(now) | _stale(now)
 
 
-def claim(message_ids: list[int]) -> list[int]:
+def _due(now: datetime) -> Q:
+    return Q(state__in=[Message.State.QUEUED, Message.State.DEFERRED], next_attempt_at__lte=now)
+
+
+def _stale(now: datetime) -> Q:
+    return Q(state=Message.State.SENDING, lease_until__lt=now)  # its worker died
+
+
+@dataclass
+class Claim:
+    ids: list[int]
+    interrupted: set[int]  # taken back from a worker that stopped before recording an outcome
+
+
+def claim(message_ids: list[int]) -> Claim:
     """Take the due messages among ``message_ids`` for this worker; no two workers get the same.
 
     PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED. SQLite ignores row locks, but its IMMEDIATE
@@ -62,20 +79,27 @@ def claim(message_ids: list[int]) -> list[int]:
         due = Message.objects.filter(_claimable(now), pk__in=message_ids)
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
-        claimed = list(due.values_list("pk", flat=True))
+        rows = list(due.values_list("pk", "state"))
+        claimed = [pk for pk, _state in rows]
         Message.objects.filter(pk__in=claimed).update(
             state=Message.State.SENDING,
             lease_until=now + timedelta(seconds=settings.SENDGATE_CLAIM_LEASE_SECONDS),
             attempt_count=F("attempt_count") + 1,
         )
-    return claimed
+    return Claim(claimed, {pk for pk, state in rows if state == Message.State.SENDING})
 
 
 def routes_for(messages: list[Message]) -> dict[int, Route]:
-    """The route of each message, with one query for all the aliases involved."""
+    """The route of each message, with one query for all the aliases involved.
+
+    Passwords are not loaded here: one unreadable password must not stop the whole batch, so it is
+    decrypted later, per server (see ``_targets``).
+    """
     aliases = {
         (a.account_id, a.address): a
-        for a in SendAsAlias.objects.select_related("smtp_server").filter(
+        for a in SendAsAlias.objects.select_related("smtp_server")
+        .defer("smtp_server__password")
+        .filter(
             account_id__in={m.account_id for m in messages},
             address__in={m.from_address for m in messages},
         )
@@ -100,35 +124,201 @@ def deliver(message_id: int, resolver: dns.Resolver | None = None) -> None:
 ROUND_SIZE = 5
 
 
+class InternalError(Outcome):
+    """Sendgate itself failed on this message (not the peer): an unreadable password, a bug."""
+
+
+def _internal_error(exc: BaseException) -> InternalError:
+    return InternalError(
+        ok=False,
+        error=_("Sendgate could not handle this message: %(error)s")
+        % {"error": f"{type(exc).__name__}: {exc}"},
+        # Retrying cannot help a message whose own bytes cannot be read.
+        permanent=isinstance(exc, UnicodeError | MessageError),
+    )
+
+
+def _interrupted() -> InternalError:
+    return InternalError(
+        ok=False,
+        error=_(
+            "The delivery worker stopped before it recorded an outcome (killed, out of memory "
+            "or out of time)."
+        ),
+    )
+
+
+@dataclass
+class Batch:
+    """One worker's claimed messages, their routes, and its time budget."""
+
+    messages: list[Message]
+    routes: dict[int, Route]
+    budget_ends: float  # time.monotonic(): no message starts after this
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() >= self.budget_ends
+
+
 def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) -> None:
-    """Make one attempt for each due message no other worker has; safe to call twice."""
-    claimed = claim(message_ids)
-    if not claimed:
+    """Make one attempt for each due message no other worker has; safe to call twice.
+
+    Each message is on its own: whatever goes wrong with one of them is recorded on it as an
+    attempt, and the others go on.
+    """
+    taken = claim(message_ids)
+    if not taken.ids:
         return
     messages = list(
-        Message.objects.select_related("account__domain").filter(pk__in=claimed).order_by("pk")
+        Message.objects.select_related("account__domain").filter(pk__in=taken.ids).order_by("pk")
     )  # a message deleted meanwhile is simply not here
-    routes = routes_for(messages)
-    by_server: dict[int, list[Message]] = defaultdict(list)
-    budget_ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
+    batch = Batch(messages, {}, time.monotonic() + settings.SENDGATE_BATCH_SECONDS)
+    messages = _route_each(batch)
+    messages = _note_interruptions(batch, messages, taken.interrupted)
+    by_target, direct = _sort_by_path(batch, messages)
+    for message in direct:
+        if batch.out_of_time():
+            _release([message.pk])  # out of time: the next batch takes it
+        else:
+            _record_isolated(
+                message, batch.routes, lambda m=message: _send_direct_now(m, batch, resolver)
+            )
+    if by_target:
+        _send_through_servers(by_target, batch.routes, batch.budget_ends)
+
+
+def _route_each(batch: Batch) -> list[Message]:
+    """Route every message; one the routing cannot handle gets an attempt with the error."""
+    try:
+        batch.routes.update(routes_for(batch.messages))
+        return batch.messages
+    except Exception:  # noqa: BLE001 - find the message(s) at fault, one by one
+        routed = []
+        for message in batch.messages:
+            try:
+                batch.routes.update(routes_for([message]))
+                routed.append(message)
+            except Exception as exc:  # noqa: BLE001
+                _record_unroutable(message, batch.routes, exc)
+        return routed
+
+
+def _note_interruptions(
+    batch: Batch, messages: list[Message], interrupted: set[int]
+) -> list[Message]:
+    """Record that a worker stopped mid-way on these messages; give up on one that keeps doing it.
+
+    The sweeper hands such messages out one per task, so a message that kills its worker (too
+    big, a bug) takes down only its own attempts, and after SENDGATE_SAME_ERROR_LIMIT of them it
+    fails with a report instead of looping.
+    """
+    going_on = []
     for message in messages:
-        route = routes[message.pk]
+        if message.pk not in interrupted:
+            going_on.append(message)
+            continue
+        outcome = _interrupted()
+        if _repeats(message, outcome.error) + 1 >= settings.SENDGATE_SAME_ERROR_LIMIT:
+            _record_isolated(
+                message, batch.routes, lambda m=message, o=outcome: _everyone(m, "", o)
+            )
+        else:
+            DeliveryAttempt.objects.create(
+                message=message,
+                finished_at=timezone.now(),
+                route=batch.routes[message.pk].kind,
+                rule=batch.routes[message.pk].rule,
+                policy_version=batch.routes[message.pk].policy_version,
+                server="",
+                envelope_from=batch.routes[message.pk].envelope_from,
+                outcome=DeliveryAttempt.Outcome.DEFERRED,
+                reply=outcome.error,
+            )
+            going_on.append(message)
+    return going_on
+
+
+def _sort_by_path(
+    batch: Batch, messages: list[Message]
+) -> tuple[dict[Target, list[Message]], list[Message]]:
+    """Record held mail; group gateway mail by server connection; list direct-MX mail."""
+    direct: list[Message] = []
+    by_server: dict[int, list[Message]] = defaultdict(list)
+    for message in messages:
+        route = batch.routes[message.pk]
         if route.hold:
-            _record([(message, [("", message.pending_recipients, _held(message))])], routes)
+            _record_isolated(message, batch.routes, lambda m=message: _everyone(m, "", _held(m)))
         elif route.kind == RouteKind.DIRECT_MX:
-            if time.monotonic() >= budget_ends:
-                _release([message.pk])  # out of time: the next batch takes it
-            else:
-                _record([(message, _send_direct(route, message, resolver))], routes)
+            direct.append(message)
         else:
             by_server[route.server_id].append(message)
-    servers = SmtpServer.objects.in_bulk(list(by_server))
     by_target: dict[Target, list[Message]] = defaultdict(list)
     for server_id, server_messages in by_server.items():
-        # Same host, port, security and credentials: one connection, whoever's alias it is.
-        by_target[servers[server_id].target()].extend(server_messages)
-    if by_target:
-        _send_through_servers(by_target, routes, budget_ends)
+        target = _target(server_id)
+        if isinstance(target, Outcome):  # e.g. its password cannot be decrypted
+            for message in server_messages:
+                _record_isolated(
+                    message, batch.routes, lambda m=message, o=target: _everyone(m, "", o)
+                )
+        else:
+            # Same host, port, security and credentials: one connection, whoever's alias it is.
+            by_target[target].extend(server_messages)
+    return by_target, direct
+
+
+def _target(server_id: int) -> Target | Outcome:
+    """The server's dial parameters, or the error that stops anyone using it now."""
+    try:
+        return SmtpServer.objects.get(pk=server_id).target()
+    except Exception as exc:  # noqa: BLE001 - recorded on every message for this server
+        return _internal_error(exc)
+
+
+def _everyone(message: Message, label: str, outcome: Outcome) -> Results:
+    return [(label, list(message.pending_recipients), outcome)]
+
+
+def _record_unroutable(message: Message, routes: dict[int, Route], exc: Exception) -> None:
+    routes[message.pk] = Route(
+        kind=message.last_route,  # unknown this time; the attempt needs a value
+        rule="",
+        envelope_from=message.from_address,
+        sender_header=None,
+        server_id=None,
+        policy_version=message.account.policy_version,
+    )
+    _record([(message, _everyone(message, "", _internal_error(exc)))], routes)
+
+
+def _repeats(message: Message, reply: str) -> int:
+    """How many of the message's latest attempts in a row ended with exactly ``reply``."""
+    latest = message.attempts.order_by("-id").values_list("reply", flat=True)
+    count = 0
+    for previous in latest[: settings.SENDGATE_SAME_ERROR_LIMIT]:
+        if previous != reply:
+            break
+        count += 1
+    return count
+
+
+def _give_up_on_repeats(message: Message, outcome: Outcome) -> None:
+    """An internal error that repeats SENDGATE_SAME_ERROR_LIMIT times in a row is final."""
+    if not isinstance(outcome, InternalError) or outcome.permanent:
+        return
+    if _repeats(message, outcome.error) + 1 >= settings.SENDGATE_SAME_ERROR_LIMIT:
+        outcome.permanent = True
+        outcome.error += " " + _("(The same error %(count)s times in a row: giving up.)") % {
+            "count": settings.SENDGATE_SAME_ERROR_LIMIT
+        }
+
+
+def _record_isolated(message: Message, routes: dict[int, Route], results) -> None:
+    """Work out ``results()`` for one message and record it; any exception becomes its outcome."""
+    try:
+        done = [(message, results())]
+    except Exception as exc:  # noqa: BLE001 - recorded on this message; the batch goes on
+        done = [(message, _everyone(message, "", _internal_error(exc)))]
+    _record(done, routes)
 
 
 def _send_through_servers(
@@ -142,11 +332,6 @@ def _send_through_servers(
     not start is handed back.
     """
 
-    def job(message: Message) -> Job:
-        route = routes[message.pk]
-        data = with_sender(bytes(message.raw), route.sender_header)
-        return (route.envelope_from, list(message.pending_recipients), data)
-
     async def together(coroutines) -> list:
         return await asyncio.gather(*coroutines)
 
@@ -156,26 +341,25 @@ def _send_through_servers(
     stop_at = loop.time() + (budget_ends - time.monotonic())  # the batch's one time budget
     try:
         while any(queues.values()):
-            this_round = {t: q[:ROUND_SIZE] for t, q in queues.items() if q}
-            for target, taken in this_round.items():
-                del queues[target][: len(taken)]
+            this_round: dict[Target, list[tuple[Message, Job]]] = {}
+            for target, queue in queues.items():
+                taken, queue[:] = queue[:ROUND_SIZE], queue[ROUND_SIZE:]
+                jobs = _jobs(taken, routes, target)
+                if jobs:
+                    this_round[target] = jobs
             outcomes = loop.run_until_complete(
                 together(
-                    (
-                        senders[t].send([job(m) for m in taken], stop_at)
-                        for t, taken in this_round.items()
-                    )
+                    senders[t].send([job for _m, job in jobs], stop_at)
+                    for t, jobs in this_round.items()
                 )
             )
             done, not_started = [], []
-            for (target, taken), sent in zip(this_round.items(), outcomes, strict=True):
-                for message, outcome in zip(taken, sent, strict=True):
+            for (target, jobs), sent in zip(this_round.items(), outcomes, strict=True):
+                for (message, _job), outcome in zip(jobs, sent, strict=True):
                     if outcome is None:
                         not_started.append(message.pk)
                     else:
-                        done.append(
-                            (message, [(target.label, message.pending_recipients, outcome)])
-                        )
+                        done.append((message, _everyone(message, target.label, outcome)))
             _record(done, routes)
             if not_started:
                 _release(not_started)
@@ -184,15 +368,58 @@ def _send_through_servers(
         loop.close()
 
 
+def _jobs(
+    messages: list[Message], routes: dict[int, Route], target: Target
+) -> list[tuple[Message, Job]]:
+    """The SMTP job of each message; one that cannot be prepared is recorded and left out."""
+    jobs = []
+    for message in messages:
+        route = routes[message.pk]
+        try:
+            data = with_sender(bytes(message.raw), route.sender_header)
+        except Exception as exc:  # noqa: BLE001 - recorded on this message; the round goes on
+            _record([(message, _everyone(message, target.label, _internal_error(exc)))], routes)
+            continue
+        jobs.append((message, (route.envelope_from, list(message.pending_recipients), data)))
+    return jobs
+
+
 def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
-    """Save attempts and outcomes of finished messages, with any reports, in one transaction."""
+    """Save attempts and outcomes of finished messages, with any reports, in one transaction.
+
+    If saving them together fails, each is saved on its own, so one bad message cannot lose the
+    others' outcomes; one that still cannot be saved gets a plain attempt with the error.
+    """
     if not done:
         return
+    try:
+        _save_outcomes(done, routes)
+    except Exception as exc:  # noqa: BLE001 - narrowed down below
+        if len(done) > 1:
+            for one in done:
+                _record([one], routes)
+        else:
+            _save_failure_plainly(done[0][0], routes, exc)
+
+
+def _save_failure_plainly(message: Message, routes: dict[int, Route], exc: Exception) -> None:
+    """The last resort: an attempt that says why its outcome could not be saved, and a retry."""
+    try:
+        message.refresh_from_db()
+        _save_outcomes([(message, _everyone(message, "", _internal_error(exc)))], routes)
+    except Exception:  # the database itself is failing: the lease brings the message back
+        logger.exception("could not record the outcome of message %s", message.pk)
+
+
+def _save_outcomes(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
+    for message, results in done:
+        for _label, _rcpts, outcome in results:
+            _give_up_on_repeats(message, outcome)
     attempts = [
         _attempt(message, routes[message.pk], label, outcome)
         for message, results in done
         for label, _rcpts, outcome in results
-        if label  # a held message made no attempt
+        if label or isinstance(outcome, InternalError)  # a held message made no attempt
     ]
     with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
         DeliveryAttempt.objects.bulk_create(attempts)
@@ -244,38 +471,81 @@ def _held(message: Message) -> Outcome:
     )
 
 
-def _send_direct(route: Route, message: Message, resolver: dns.Resolver | None) -> Results:
-    """Deliver to each recipient domain's MX hosts in preference order."""
+def _send_direct_now(message: Message, batch: Batch, resolver: dns.Resolver | None) -> Results:
+    route = batch.routes[message.pk]
+    data = with_sender(bytes(message.raw), route.sender_header)
+    return asyncio.run(_send_direct(route, message, data, resolver))
+
+
+async def _send_direct(
+    route: Route, message: Message, data: bytes, resolver: dns.Resolver | None
+) -> Results:
+    """Deliver to each recipient domain's MX hosts in preference order, all of it within one
+    SENDGATE_SMTP_DEADLINE: DNS, every domain and every host share the message's one deadline."""
+    deadline = settings.SENDGATE_SMTP_DEADLINE
+    stop_at = asyncio.get_running_loop().time() + deadline
     by_domain: dict[str, list[str]] = defaultdict(list)
     for rcpt in message.pending_recipients:
         by_domain[rcpt.rsplit("@", 1)[1].lower()].append(rcpt)
-    data = with_sender(bytes(message.raw), route.sender_header)
-    results = []
+    sender_domain = message.account.domain
+    security = (
+        Security.STARTTLS
+        if sender_domain and sender_domain.require_tls_direct
+        else Security.OPPORTUNISTIC
+    )
+    out_of_time = Outcome(
+        ok=False,
+        error=_("Delivery did not finish within %(seconds)s seconds.")
+        % {"seconds": f"{deadline:g}"},
+    )
+    results: Results = []
     for domain, group in by_domain.items():
+        left = stop_at - asyncio.get_running_loop().time()
+        if left <= 0:
+            results.append((domain, group, out_of_time))
+            continue
         try:
-            hosts = dns.mx_hosts(domain, resolver)
+            hosts = dns.mx_hosts(domain, resolver, lifetime=min(left, DNS_LIFETIME))
         except LookupError as exc:
             results.append((domain, group, Outcome(ok=False, error=str(exc), permanent=True)))
             continue
         except TimeoutError as exc:
             results.append((domain, group, Outcome(ok=False, error=str(exc))))
             continue
-        outcome = Outcome(ok=False, error=_("No mail exchanger answered."))
-        label = domain
-        sender_domain = message.account.domain
-        security = (
-            Security.STARTTLS
-            if sender_domain and sender_domain.require_tls_direct
-            else Security.OPPORTUNISTIC
+        results.append(
+            await _try_hosts(
+                hosts, security, route.envelope_from, group, data, stop_at, out_of_time
+            )
         )
-        for host in hosts:
-            target = Target(host=host, port=settings.SENDGATE_DIRECT_MX_PORT, security=security)
-            label = target.label
-            outcome = asyncio.run(run_session(target, route.envelope_from, group, data))
-            if outcome.ok or outcome.permanent:
-                break
-        results.append((label, group, outcome))
     return results
+
+
+# An MX lookup gets at most this many seconds (and never more than the message has left).
+DNS_LIFETIME = 10.0
+
+
+async def _try_hosts(
+    hosts: list[str],
+    security: Security,
+    envelope_from: str,
+    group: list[str],
+    data: bytes,
+    stop_at: float,
+    out_of_time: Outcome,
+) -> tuple[str, list[str], Outcome]:
+    """Try ``hosts`` in turn until one delivers or refuses for good, or the deadline passes."""
+    loop = asyncio.get_running_loop()
+    label, outcome = hosts[0], Outcome(ok=False, error=_("No mail exchanger answered."))
+    for host in hosts:
+        left = stop_at - loop.time()
+        if left <= 0:
+            return label, group, out_of_time if label == hosts[0] else outcome
+        target = Target(host=host, port=settings.SENDGATE_DIRECT_MX_PORT, security=security)
+        label = target.label
+        [outcome] = await send_many(target, [(envelope_from, group, data)], finish_by=stop_at)
+        if outcome.ok or outcome.permanent:
+            break
+    return label, group, outcome
 
 
 def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> DeliveryAttempt:
@@ -351,6 +621,11 @@ def _settle(message: Message, route: Route, results: Results) -> EmailMessage | 
         message.mark_sent(route.kind, tally.last_reply)
     elif not tally.pending:
         message.mark_failed(route.kind, tally.last_reply)
+    elif route.hold:
+        # Waiting for its owner is not a failed try: it does not push the back-off further, and
+        # fixing the server makes it due at once anyway (gateways.server_state).
+        message.attempt_count = max(message.attempt_count - 1, 0)
+        message.defer(now + retry_delay(1), route.kind, tally.last_reply)
     else:
         message.defer(now + retry_delay(message.attempt_count), route.kind, tally.last_reply)
         warn_delay = _delay_warning_due(message, now)
@@ -377,10 +652,18 @@ def _delay_warning_due(message: Message, now: datetime) -> bool:
 
 def retry_delay(attempt_count: int) -> timedelta:
     schedule = settings.SENDGATE_RETRY_MINUTES
-    return timedelta(minutes=schedule[min(attempt_count, len(schedule)) - 1])
+    return timedelta(minutes=schedule[min(max(attempt_count, 1), len(schedule)) - 1])
 
 
-def due_message_ids(limit: int = 5000) -> list[int]:
-    """What the sweeper should wake a worker for: due retries, lost tasks, dead workers' claims."""
-    claimable = Message.objects.filter(_claimable(timezone.now()))
+def due_message_ids(limit: int = 5000, interrupted: bool = True) -> list[int]:
+    """What the sweeper should wake a worker for: due retries, lost tasks, dead workers' claims
+    (``interrupted=False`` leaves the last out)."""
+    now = timezone.now()
+    claimable = Message.objects.filter(_claimable(now) if interrupted else _due(now))
     return list(claimable.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+
+
+def interrupted_message_ids(message_ids: list[int]) -> list[int]:
+    """Those of ``message_ids`` whose worker stopped while it had them."""
+    stale = Message.objects.filter(_stale(timezone.now()), pk__in=message_ids)
+    return list(stale.values_list("pk", flat=True))

@@ -20,6 +20,7 @@ from directory.models import Account, Domain, OrgUnit
 from gateways.models import SmtpServer
 from policy.models import OutboundPolicy
 
+from .fault_peer import FaultPeer, Script
 from .services import missing
 
 PASSWORD = "correct horse battery"
@@ -390,3 +391,34 @@ def start_submission(transactional_db, settings, pki: Pki) -> Iterator:
 @pytest.fixture
 def submission_server(start_submission) -> Submission:
     return start_submission()
+
+
+# --- scripted misbehaving SMTP peers (tests/fault_peer.py) ------------------------------------
+
+
+@pytest.fixture
+def fault_peer():
+    peers = []
+
+    def start(**script) -> FaultPeer:
+        peer = FaultPeer(Script(**script))
+        peers.append(peer)
+        return peer
+
+    yield start
+    for peer in peers:
+        peer.stop()
+
+
+@pytest.fixture
+def gateway_is(people, trust_test_ca):
+    """Make a peer example.com's outbound gateway (plain SMTP: the faults are the point here)."""
+
+    def use(peer: FaultPeer) -> FaultPeer:
+        people.domain.outbound_gateway = SmtpServer.objects.create(
+            host="localhost", port=peer.port, security=SmtpServer.Security.NONE, last_test_ok=True
+        )
+        people.domain.save()
+        return peer
+
+    return use

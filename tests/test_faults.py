@@ -19,37 +19,9 @@ from policy.propagation import propagate
 from policy.service import set_domain_policy
 
 from .conftest import server_for
-from .fault_peer import FaultPeer, Script
+from .fault_peer import FaultPeer
 
 BOB, CARL, DORA = "bob@elsewhere.test", "carl@elsewhere.test", "dora@elsewhere.test"
-
-
-@pytest.fixture
-def fault_peer():
-    peers = []
-
-    def start(**script) -> FaultPeer:
-        peer = FaultPeer(Script(**script))
-        peers.append(peer)
-        return peer
-
-    yield start
-    for peer in peers:
-        peer.stop()
-
-
-@pytest.fixture
-def gateway_is(people, trust_test_ca):
-    """Make a peer example.com's outbound gateway (plain SMTP: the faults are the point here)."""
-
-    def use(peer: FaultPeer) -> FaultPeer:
-        people.domain.outbound_gateway = SmtpServer.objects.create(
-            host="localhost", port=peer.port, security=SmtpServer.Security.NONE, last_test_ok=True
-        )
-        people.domain.save()
-        return peer
-
-    return use
 
 
 def send(people, recipients=(BOB,)) -> Message:
