@@ -11,6 +11,7 @@ from django.utils import timezone
 from directory.models import Account
 from mailkit.smtp import Outcome, run_session
 
+from . import server_state
 from .models import ConnectionTest, SmtpServer
 
 
@@ -24,9 +25,13 @@ def run_connection_test(account: Account, server: SmtpServer, mail_from: str) ->
     recent = ConnectionTest.objects.filter(account=account, created_at__gte=since).count()
     if recent >= settings.SENDGATE_CONNECTION_TESTS_PER_HOUR:
         raise TooManyTests
+    # Counted from the moment it starts, so tests still running count towards the limit.
+    test = ConnectionTest.objects.create(account=account, host=server.host, ok=False)
     outcome = asyncio.run(run_session(server.target(), mail_from=mail_from))
-    ConnectionTest.objects.create(
-        account=account, host=server.host, ok=outcome.ok, summary=outcome.reply or outcome.error
-    )
-    server.record_test(outcome.ok, outcome.reply or outcome.error)
+    summary = outcome.reply or outcome.error
+    ConnectionTest.objects.filter(pk=test.pk).update(ok=outcome.ok, summary=summary)
+    if outcome.ok:
+        server_state.passed_test(server, summary)
+    else:
+        server_state.failed_test(server, summary)
     return outcome

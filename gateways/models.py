@@ -37,7 +37,8 @@ class SmtpServer(models.Model):
     last_tested_at = models.DateTimeField(null=True, blank=True)
     last_test_summary = models.TextField(blank=True)
     # Set when the server refused our credentials during delivery: mail for it waits until the
-    # owner fixes the password, instead of going out another way.
+    # owner fixes the password, instead of going out another way. Only gateways.server_state
+    # changes last_test_ok, paused_at and pause_reason.
     paused_at = models.DateTimeField(null=True, blank=True)
     pause_reason = models.TextField(blank=True)
 
@@ -47,20 +48,6 @@ class SmtpServer(models.Model):
     @property
     def is_paused(self) -> bool:
         return self.paused_at is not None
-
-    def resume(self) -> None:
-        self.paused_at = None
-        self.pause_reason = ""
-
-    @classmethod
-    def pause_if_running(cls, pk: int, reason: str) -> bool:
-        """Pause server ``pk``; True only for the caller that actually paused it."""
-        return (
-            cls.objects.filter(pk=pk, paused_at__isnull=True).update(
-                paused_at=timezone.now(), pause_reason=reason
-            )
-            == 1
-        )
 
     def clean(self) -> None:
         reject_control_characters(self.host)
@@ -75,11 +62,6 @@ class SmtpServer(models.Model):
             username=self.username,
             password=self.password or "",
         )
-
-    def record_test(self, ok: bool, summary: str) -> None:
-        self.last_test_ok = ok
-        self.last_tested_at = timezone.now()
-        self.last_test_summary = summary
 
 
 class SendAsAlias(models.Model):

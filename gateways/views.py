@@ -20,7 +20,7 @@ from mailkit.addresses import domain_of, normalize_address
 from outbound.intake import accept_message
 from outbound.routing import RouteKind, route_for
 
-from . import deliverability
+from . import deliverability, server_state
 from .access import get_alias_for_user
 from .connection_test import TooManyTests, run_connection_test
 from .forms import AliasForm, ConfirmAliasForm, SmtpServerForm
@@ -171,7 +171,7 @@ def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
             and (server_form.has_changed() or server.is_paused or not server.last_test_ok)
         )
         if not changed or _tested(request, server_form, server, alias.address, transcript):
-            _save_edit(form.alias(), server, server_form is not None)
+            _save_edit(form.alias(), server, server_form is not None, tested=changed)
             messages.success(request, _("%(address)s is saved.") % {"address": alias.address})
             return redirect("alias_list")
     return render(
@@ -181,7 +181,11 @@ def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _save_edit(alias: SendAsAlias, server: SmtpServer | None, server_editable: bool) -> None:
+def _save_edit(
+    alias: SendAsAlias, server: SmtpServer | None, server_editable: bool, tested: bool
+) -> None:
+    """Save the alias and its server as edited. The server's state is the connection test's
+    business (gateways.server_state): saving a name never ends a pause."""
     with transaction.atomic():
         old = alias.smtp_server
         if server_editable and server is None and old is not None:
@@ -190,11 +194,11 @@ def _save_edit(alias: SendAsAlias, server: SmtpServer | None, server_editable: b
             old.delete()
             return
         if server is not None:
-            if server.last_test_ok:
-                server.resume()  # a fresh successful test ends a pause after a refused password
             server.save()
             alias.smtp_server = server
         alias.save()
+        if tested:  # it passed just now: what waited for it goes at once
+            server_state.release_mail(alias)
 
 
 @login_required

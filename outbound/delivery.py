@@ -21,6 +21,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from gateways import server_state
 from gateways.models import SendAsAlias, SmtpServer
 from mailkit import dns
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, send_many
@@ -573,8 +574,7 @@ def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> D
 
 def _pause_gateway(server_id: int, message: Message, reason: str) -> None:
     """Stop using a user's gateway that refused its credentials, and tell its owner once."""
-    if SmtpServer.pause_if_running(server_id, reason):
-        notices.notify_gateway_paused(message.account, message.from_address, reason)
+    server_state.pause(server_id, reason, message.account, message.from_address)
 
 
 @dataclass

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 
 from directory.models import Account
 
@@ -37,3 +40,24 @@ def queue(
         )
         transaction.on_commit(lambda: current_app.send_task(WAKE_UP_TASK, args=[message.pk]))
     return message
+
+
+# Wakes a worker for a list of messages (a batch).
+BATCH_TASK = "outbound.tasks.deliver_messages"
+
+
+def make_due(messages: QuerySet[Message]) -> list[int]:
+    """Make the deferred ones among ``messages`` due now and wake workers for them; return them.
+
+    Used when the cause of a delay is fixed (a corrected password) and for "Retry now".
+    """
+    with transaction.atomic():
+        ids = list(messages.filter(state=Message.State.DEFERRED).values_list("pk", flat=True))
+        Message.objects.filter(pk__in=ids, state=Message.State.DEFERRED).update(
+            next_attempt_at=timezone.now()
+        )
+        size = settings.SENDGATE_BATCH_SIZE
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            transaction.on_commit(lambda c=chunk: current_app.send_task(BATCH_TASK, args=[c]))
+    return ids

@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from gateways import server_state
 from gateways.models import ConnectionTest, SendAsAlias, SmtpServer
 from outbound import delivery
 from outbound.intake import accept_message
@@ -99,7 +100,7 @@ def test_a_paused_gateway_resumes_after_the_user_enters_the_right_password(
     server = alias.smtp_server
     server.password = "old-password"
     server.save()
-    assert SmtpServer.pause_if_running(server.pk, "535 5.7.8 authentication failed")
+    assert server_state.pause(server.pk, "535 5.7.8 auth failed", people.user, alias.address)
     message = accept_message(people.user, alias.address, ["bob@x.test"], "Hi", "B")
     delivery.deliver(message.pk)
     assert Message.objects.get(pk=message.pk).state == "deferred"  # waits while paused
