@@ -19,6 +19,11 @@ class TooManyTests(Exception):
     pass
 
 
+async def probe(server: SmtpServer, address: str) -> Outcome:
+    """Log in as delivery will, then MAIL FROM and RCPT TO the alias's own address, and RSET."""
+    return await run_session(server.target(), mail_from=address, recipients=[address])
+
+
 def run_connection_test(account: Account, server: SmtpServer, mail_from: str) -> Outcome:
     """Dial ``server`` exactly as delivery will and probe MAIL FROM; record the result."""
     since = timezone.now() - timedelta(hours=1)
@@ -27,7 +32,7 @@ def run_connection_test(account: Account, server: SmtpServer, mail_from: str) ->
         raise TooManyTests
     # Counted from the moment it starts, so tests still running count towards the limit.
     test = ConnectionTest.objects.create(account=account, host=server.host, ok=False)
-    outcome = asyncio.run(run_session(server.target(), mail_from=mail_from))
+    outcome = asyncio.run(probe(server, mail_from))
     summary = outcome.reply or outcome.error
     ConnectionTest.objects.filter(pk=test.pk).update(ok=outcome.ok, summary=summary)
     if outcome.ok:

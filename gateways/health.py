@@ -9,9 +9,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from mailkit.smtp import run_session
-
 from . import server_state
+from .connection_test import probe
 from .models import SendAsAlias, SmtpServer
 
 
@@ -37,5 +36,5 @@ def retest(server_id: int) -> None:
     if alias is None:
         return  # deleted meanwhile
     server = alias.smtp_server
-    outcome = asyncio.run(run_session(server.target(), mail_from=alias.address))
+    outcome = asyncio.run(probe(server, alias.address))
     server_state.retested(server, alias, outcome)

@@ -96,12 +96,15 @@ class Connection:
         self.transcript = transcript
         self.client: aiosmtplib.SMTP | None = None
         self.broken = False  # the server went away; do not send the next message on it
+        self.reached = False  # the TCP connection is open
+        self.secured = False  # implicit TLS is established (or not asked for)
 
     async def open(self) -> None:
         target, transcript = self.target, self.transcript
         check_port(target.port, settings.SENDGATE_SMTP_ALLOWED_PORTS)
         allowed = parse_networks(settings.SENDGATE_SMTP_ALLOWED_NETWORKS)
         sock = await connect_checked(target.host, target.port, allowed)
+        self.reached = True
         transcript.append(f"* connected to {target.label}")
         self.client = client = aiosmtplib.SMTP(
             hostname=target.host,
@@ -114,6 +117,7 @@ class Connection:
             timeout=settings.SENDGATE_SMTP_DEADLINE,
         )
         transcript.append(f"S: {_reply(await client.connect())}")
+        self.secured = True
         transcript.append(f"C: EHLO {settings.SENDGATE_SMTP_HELO_NAME}")
         transcript.append(f"S: {_reply(await client.ehlo())}")
         if target.security is Security.STARTTLS or (
@@ -130,8 +134,7 @@ class Connection:
                     _("Refusing to send the password over a connection without TLS."),
                     permanent=True,
                 )
-            transcript.append("C: AUTH (credentials hidden)")
-            transcript.append(f"S: {_reply(await client.login(target.username, target.password))}")
+            transcript.append(f"S: {_reply(await _authenticate(client, target, transcript))}")
 
     async def transfer(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
         """Send one message (or, with ``data=None``, only probe MAIL FROM and reset)."""
@@ -139,12 +142,8 @@ class Connection:
         try:
             transcript.append(f"C: MAIL FROM:<{mail_from}>")
             transcript.append(f"S: {_reply(await client.mail(mail_from))}")
-            if data is None:  # connection test: the sender was accepted, stop here
-                transcript.append("C: RSET")
-                await client.rset()
-                return Outcome(
-                    ok=True, reply=_("The server accepted the connection and the sender.")
-                )
+            if data is None:  # connection test: is this sender allowed to write to someone?
+                return await self._probe(mail_from, recipients)
             refused: dict[str, str] = {}
             for rcpt in recipients:
                 transcript.append(f"C: RCPT TO:<{rcpt}>")
@@ -172,6 +171,37 @@ class Connection:
                 self.broken = True
             raise
 
+    async def _probe(self, mail_from: str, recipients: list[str]) -> Outcome:
+        """RCPT TO after MAIL FROM, then RSET: many servers (Postfix with sender-login checks)
+        only refuse a sender these credentials may not use at RCPT, so a test that stopped after
+        MAIL FROM would pass credentials that cannot send a single message."""
+        client, transcript = self.client, self.transcript
+        for rcpt in recipients:
+            transcript.append(f"C: RCPT TO:<{rcpt}>")
+            try:
+                transcript.append(f"S: {_reply(await client.rcpt(rcpt))}")
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                transcript.append(f"S: {exc.code} {exc.message}")
+                permanent = 500 <= exc.code < 600
+                raise _Failure(
+                    _(
+                        "The server accepted the login but refused mail from %(sender)s "
+                        "(%(code)s %(text)s). Check that these credentials may send as this "
+                        "address."
+                    )
+                    % {"sender": mail_from, "code": exc.code, "text": exc.message},
+                    permanent=permanent,
+                    auth_failed=permanent,  # these credentials cannot send as this sender
+                ) from exc
+        transcript.append("C: RSET")
+        await client.rset()
+        return Outcome(
+            ok=True,
+            reply=_("The server accepted the connection, the sender and a recipient.")
+            if recipients
+            else _("The server accepted the connection and the sender."),
+        )
+
     async def close(self) -> None:
         if self.client is None:
             return
@@ -180,6 +210,27 @@ class Connection:
         except Exception:  # noqa: BLE001 - the outcome is already decided
             self.client.close()
         self.client = None
+
+
+# The mechanism tried, best first. Sendgate only authenticates over TLS, where PLAIN is as safe as
+# any and the most widely working; CRAM-MD5 is often offered and then refused. One try only: a
+# wrong password should cost the user one failed login at their provider, not one per mechanism.
+AUTH_PREFERENCE = ("plain", "login", "cram-md5")
+
+
+async def _authenticate(
+    client: aiosmtplib.SMTP, target: Target, transcript: list[str]
+) -> aiosmtplib.SMTPResponse:
+    offered = [m for m in AUTH_PREFERENCE if m in client.server_auth_methods]
+    if not offered:
+        raise _Failure(
+            _("The server offers no login method Sendgate supports (PLAIN, LOGIN, CRAM-MD5)."),
+            permanent=True,
+        )
+    mechanism = offered[0]
+    transcript.append(f"C: AUTH {mechanism.upper()} (credentials hidden)")
+    method = getattr(client, f"auth_{mechanism.replace('-', '')}")
+    return await method(target.username, target.password)
 
 
 Job = tuple[str, list[str], bytes | None]  # envelope sender, recipients, message (None: probe)
@@ -229,6 +280,11 @@ class Sender:
                 outcome = await self.connection.transfer(mail_from, recipients, data)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
             outcome = _describe(exc, self.target, self.deadline)
+            if self._maybe_starttls_port(exc):
+                outcome.error += " " + _(
+                    "The server may expect STARTTLS on this port: choose STARTTLS (usually port "
+                    "587), or implicit TLS on port 465."
+                )
             refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
             if opening or not refused_only or self.connection.broken:
                 await self.close()
@@ -236,6 +292,20 @@ class Sender:
                     self.open_failure = outcome
         outcome.transcript = self.transcript
         return outcome
+
+    def _maybe_starttls_port(self, exc: Exception) -> bool:
+        """Implicit TLS was chosen and the handshake broke off (not a certificate problem): the
+        classic sign of a STARTTLS port such as 587 answering in plain text."""
+        connection = self.connection
+        exc = _unwrapped(exc)
+        return (
+            self.target.security is Security.TLS
+            and connection is not None
+            and connection.reached
+            and not connection.secured
+            and not isinstance(exc, ssl.SSLCertVerificationError)
+            and isinstance(exc, ssl.SSLError | aiosmtplib.SMTPException | OSError | TimeoutError)
+        )
 
     async def close(self) -> None:
         if self.connection is not None:
@@ -270,8 +340,17 @@ async def run_session(
     return outcome  # never None: there is no stop_at
 
 
+def _unwrapped(exc: Exception) -> Exception:
+    """aiosmtplib reports a failed TLS handshake on connect as SMTPConnectError; the SSL error
+    inside says what actually went wrong (an untrusted certificate, a plain-text peer)."""
+    if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(exc.__cause__, Exception):
+        return exc.__cause__
+    return exc
+
+
 def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
     """Map a failure to the sentence a user reads and whether retrying could help."""
+    exc = _unwrapped(exc)
     label = target.label
     if isinstance(exc, _Failure):
         return Outcome(

@@ -121,7 +121,9 @@ def test_failed_connection_test_shows_the_reason_and_transcript_and_saves_nothin
     )
     page = response.content.decode()
     assert "rejected the username or password" in page
-    assert "C: AUTH (credentials hidden)" in page and "wrong" not in page.split("transcript")[-1]
+    assert (
+        "C: AUTH PLAIN (credentials hidden)" in page and "wrong" not in page.split("transcript")[-1]
+    )
     assert not SendAsAlias.objects.exists()
 
 
