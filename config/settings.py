@@ -213,6 +213,9 @@ SENDGATE_GATEWAY_RETEST_HOURS = env.int("SENDGATE_GATEWAY_RETEST_HOURS", default
 SENDGATE_CONFIRMATION_HOURS = env.int("SENDGATE_CONFIRMATION_HOURS", default=72)
 # Connection tests a user may run per hour (each one dials a server on their behalf).
 SENDGATE_CONNECTION_TESTS_PER_HOUR = env.int("SENDGATE_CONNECTION_TESTS_PER_HOUR", default=20)
+# All DNS look-ups of one deliverability check (SPF, DMARC, the gateway's addresses) share this
+# many seconds; what does not answer in time is shown as unknown.
+SENDGATE_DELIVERABILITY_SECONDS = env.float("SENDGATE_DELIVERABILITY_SECONDS", default=10.0)
 # The whole SMTP session of one attempt (connect to QUIT) must finish within this many seconds.
 SENDGATE_SMTP_DEADLINE = env.float("SENDGATE_SMTP_DEADLINE", default=60.0)
 SENDGATE_SMTP_HELO_NAME = env.str("SENDGATE_SMTP_HELO_NAME", default="sendgate.localhost")

@@ -1,18 +1,29 @@
-"""The connection test users run before saving a server: the delivery path, rate-limited."""
+"""The connection test users run before a server is saved: the delivery path, in a worker.
+
+The web request only records what is to be tested (and counts it towards the hourly limit at
+once); a worker dials the server, and the page polls the stored result. A request never waits
+for a remote server (which may take SENDGATE_SMTP_DEADLINE seconds, longer than a web worker's
+timeout).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from directory.models import Account
 from mailkit.smtp import Outcome, run_session
 
 from . import server_state
-from .models import ConnectionTest, SmtpServer
+from .models import ConnectionTest, SendAsAlias, SmtpServer
+
+# Run by name: the task module imports this one.
+RUN_TASK = "gateways.tasks.run_connection_test"
 
 
 class TooManyTests(Exception):
@@ -24,19 +35,68 @@ async def probe(server: SmtpServer, address: str) -> Outcome:
     return await run_session(server.target(), mail_from=address, recipients=[address])
 
 
-def run_connection_test(account: Account, server: SmtpServer, mail_from: str) -> Outcome:
-    """Dial ``server`` exactly as delivery will and probe MAIL FROM; record the result."""
+def start_test(
+    account: Account, server: SmtpServer, alias: SendAsAlias | None, fields: dict
+) -> ConnectionTest:
+    """Record a test of ``server`` (unsaved) for the alias change ``fields`` describe, and hand
+    it to a worker. Raises TooManyTests past the hourly limit; tests still running count."""
     since = timezone.now() - timedelta(hours=1)
-    recent = ConnectionTest.objects.filter(account=account, created_at__gte=since).count()
-    if recent >= settings.SENDGATE_CONNECTION_TESTS_PER_HOUR:
-        raise TooManyTests
-    # Counted from the moment it starts, so tests still running count towards the limit.
-    test = ConnectionTest.objects.create(account=account, host=server.host, ok=False)
-    outcome = asyncio.run(probe(server, mail_from))
+    with transaction.atomic():
+        recent = ConnectionTest.objects.filter(account=account, created_at__gte=since).count()
+        if recent >= settings.SENDGATE_CONNECTION_TESTS_PER_HOUR:
+            raise TooManyTests
+        test = ConnectionTest.objects.create(
+            account=account,
+            alias=alias,
+            address=fields["address"],
+            display_name=fields["display_name"],
+            reply_to=fields["reply_to"],
+            treat_as_alias=fields["treat_as_alias"],
+            host=server.host,
+            port=server.port,
+            security=server.security,
+            username=server.username,
+            password=server.password or "",
+        )
+        transaction.on_commit(lambda: current_app.send_task(RUN_TASK, args=[test.pk]))
+    return test
+
+
+def run_test(test_id: int) -> None:
+    """Dial the server of a running test and store the outcome; a second run does nothing."""
+    test = ConnectionTest.objects.filter(pk=test_id, state=ConnectionTest.State.RUNNING).first()
+    if test is None:
+        return
+    outcome = asyncio.run(probe(test.server(), test.address))
     summary = outcome.reply or outcome.error
-    ConnectionTest.objects.filter(pk=test.pk).update(ok=outcome.ok, summary=summary)
-    if outcome.ok:
-        server_state.passed_test(server, summary)
-    else:
-        server_state.failed_test(server, summary)
-    return outcome
+    passed = ConnectionTest.State.PASSED
+    ConnectionTest.objects.filter(pk=test.pk, state=ConnectionTest.State.RUNNING).update(
+        state=passed if outcome.ok else ConnectionTest.State.FAILED,
+        ok=outcome.ok,
+        summary=summary,
+        transcript="\n".join(outcome.transcript),
+        finished_at=timezone.now(),
+        # A failed test's password is of no further use: it goes at once.
+        **({} if outcome.ok else {"password": ""}),
+    )
+
+
+def claim_passed(test: ConnectionTest) -> bool:
+    """True for the one caller that gets to save the change a passed test tested."""
+    return (
+        ConnectionTest.objects.filter(
+            pk=test.pk, state=ConnectionTest.State.PASSED, applied_at__isnull=True
+        ).update(applied_at=timezone.now())
+        == 1
+    )
+
+
+def tested_server(test: ConnectionTest, base: SmtpServer | None) -> SmtpServer:
+    """The server the test passed with, marked as tested (in memory: the caller saves it)."""
+    server = test.server(base)
+    server_state.passed_test(server, test.summary)
+    return server
+
+
+def forget_password(test: ConnectionTest) -> None:
+    ConnectionTest.objects.filter(pk=test.pk).update(password="")

@@ -16,4 +16,9 @@ urlpatterns = [
         name="alias_deliverability",
     ),
     path("settings/send-as/srv/", views.srv_lookup, name="srv_lookup"),
+    path(
+        "settings/send-as/tests/<int:pk>/",
+        views.connection_test_status,
+        name="connection_test_status",
+    ),
 ]

@@ -422,3 +422,23 @@ def gateway_is(people, trust_test_ca):
         return peer
 
     return use
+
+
+# --- connection tests run by a worker -----------------------------------------------------------
+
+
+def submitted(client, response):
+    """After a send-as form POST: do what a worker does for the connection test it started (if
+    any), then show the page the user ends up on."""
+    from django.urls import reverse
+
+    from gateways.connection_test import run_test
+    from gateways.models import ConnectionTest
+
+    location = response.headers.get("Location", "")
+    if response.status_code != 302 or "?test=" not in location:
+        return response
+    pk = int(location.rsplit("?test=", 1)[1])
+    assert ConnectionTest.objects.get(pk=pk).is_running
+    run_test(pk)
+    return client.get(reverse("connection_test_status", args=[pk]), follow=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from gateways.models import SendAsAlias
+from gateways.models import ConnectionTest, SendAsAlias
 from outbox.models import Message
 
 from .conftest import PASSWORD
@@ -29,7 +29,9 @@ def login(client, account) -> None:
 
 
 def id_pages(people, alias, message) -> list[tuple[str, str]]:
+    test = ConnectionTest.objects.create(account=people.user, host="smtp.partner.test")
     return [
+        ("get", reverse("connection_test_status", args=[test.pk])),
         ("get", reverse("alias_confirm", args=[alias.pk])),
         ("post", reverse("alias_resend", args=[alias.pk])),
         ("get", reverse("alias_delete", args=[alias.pk])),

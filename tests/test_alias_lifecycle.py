@@ -17,7 +17,7 @@ from outbox.models import Message
 from policy.propagation import propagate
 from policy.service import set_domain_policy
 
-from .conftest import PASSWORD, server_for
+from .conftest import PASSWORD, server_for, submitted
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def edit(client, alias, **fields):
         "smtp_username": server.username if server else "",
         "smtp_password": "",
     } | fields
-    return client.post(reverse("alias_edit", args=[alias.pk]), data)
+    return submitted(client, client.post(reverse("alias_edit", args=[alias.pk]), data))
 
 
 def test_renaming_an_alias_keeps_its_server_and_runs_no_connection_test(client, partner_alias):

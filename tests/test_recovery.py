@@ -13,14 +13,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from gateways import health, server_state
-from gateways.models import SendAsAlias, SmtpServer
+from gateways.models import ConnectionTest, SendAsAlias, SmtpServer
 from outbound import delivery
 from outbound.intake import accept_message
 from outbox.models import ManualRetry, Message
 from policy.propagation import propagate
 from policy.service import set_domain_policy
 
-from .conftest import PASSWORD, ROOT, server_for, wait_for
+from .conftest import PASSWORD, ROOT, server_for, submitted, wait_for
 
 BOB = "bob@elsewhere.test"
 PARTNER = "ann@partner.org"
@@ -67,7 +67,7 @@ def edit(client, alias, **fields):
         "smtp_username": server.username,
         "smtp_password": "",
     } | fields
-    return client.post(reverse("alias_edit", args=[alias.pk]), data)
+    return submitted(client, client.post(reverse("alias_edit", args=[alias.pk]), data))
 
 
 def waiting_time(message: Message) -> timedelta:
@@ -91,7 +91,7 @@ def test_correcting_the_password_makes_held_mail_due_at_once(client, paused_alia
     alias, _partner, message = paused_alias
     assert waiting_time(message) > timedelta(minutes=1)
     response = edit(client, alias, smtp_password="partner-secret")
-    assert response.status_code == 302
+    assert response.redirect_chain[-1][0] == reverse("alias_list")
     assert waiting_time(message) <= timedelta(0)
     assert message.pk in delivery.due_message_ids()
 
@@ -102,7 +102,26 @@ def test_a_worker_sends_held_mail_as_soon_as_the_password_is_corrected(
 ):
     alias, partner, message = paused_alias
     worker_factory()
-    edit(client, alias, smtp_password="partner-secret")
+    data = {
+        "display_name": alias.display_name,
+        "reply_to": "",
+        "treat_as_alias": "on",
+        "smtp_host": "localhost",
+        "smtp_port": partner.port,
+        "smtp_security": "starttls",
+        "smtp_username": PARTNER,
+        "smtp_password": "partner-secret",
+    }
+    client.post(reverse("alias_edit", args=[alias.pk]), data)
+    test = ConnectionTest.objects.get()
+    wait_for(
+        lambda: not ConnectionTest.objects.get(pk=test.pk).is_running,
+        what="the worker to run the connection test",
+    )
+    status = reverse("connection_test_status", args=[test.pk])
+    assert client.get(status, headers={"HX-Request": "true"})["HX-Redirect"] == reverse(
+        "alias_list"
+    )
     wait_for(
         lambda: Message.objects.filter(pk=message.pk, state=Message.State.SENT).exists(),
         what="the held message to be sent without waiting for its timer",
