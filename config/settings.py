@@ -269,6 +269,14 @@ SENDGATE_SUBMISSION_PLAINTEXT_AUTH_ON_LOOPBACK = env.bool(
 SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES = env.int(
     "SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES", default=25 * 1024 * 1024
 )
+# Concurrent sessions one client address, and one account, may hold on the listener; beyond,
+# "421 4.7.0" (the client tries again later). Each session may hold a message in memory.
+SENDGATE_SUBMISSION_MAX_SESSIONS_PER_IP = env.int(
+    "SENDGATE_SUBMISSION_MAX_SESSIONS_PER_IP", default=20
+)
+SENDGATE_SUBMISSION_MAX_SESSIONS_PER_ACCOUNT = env.int(
+    "SENDGATE_SUBMISSION_MAX_SESSIONS_PER_ACCOUNT", default=10
+)
 SENDGATE_SUBMISSION_MAX_RECIPIENTS = env.int("SENDGATE_SUBMISSION_MAX_RECIPIENTS", default=100)
 # Messages one account may submit in any 24 hours (SMTP, sendmail and compose together).
 SENDGATE_DAILY_MESSAGE_LIMIT = env.int("SENDGATE_DAILY_MESSAGE_LIMIT", default=2000)

@@ -18,6 +18,7 @@ from email.message import EmailMessage
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Length
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -123,6 +124,9 @@ def deliver(message_id: int, resolver: dns.Resolver | None = None) -> None:
 # Messages each server gets per round. Outcomes are saved after every round, so a worker killed
 # mid-batch can only have sent this many per server without a record (they are sent again).
 ROUND_SIZE = 5
+# A round also stops taking messages past this many bytes of bodies (but always takes one): a
+# worker holds only the bodies of the round it is sending, never the whole batch's.
+ROUND_BYTES = 32 * 1024 * 1024
 
 
 class InternalError(Outcome):
@@ -171,7 +175,11 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
     if not taken.ids:
         return
     messages = list(
-        Message.objects.select_related("account__domain").filter(pk__in=taken.ids).order_by("pk")
+        Message.objects.select_related("account__domain")
+        .defer("raw")  # bodies are read round by round (see _next_round)
+        .annotate(raw_size=Length("raw"))
+        .filter(pk__in=taken.ids)
+        .order_by("pk")
     )  # a message deleted meanwhile is simply not here
     batch = Batch(messages, {}, time.monotonic() + settings.SENDGATE_BATCH_SECONDS)
     messages = _route_each(batch)
@@ -343,8 +351,7 @@ def _send_through_servers(
     try:
         while any(queues.values()):
             this_round: dict[Target, list[tuple[Message, Job]]] = {}
-            for target, queue in queues.items():
-                taken, queue[:] = queue[:ROUND_SIZE], queue[ROUND_SIZE:]
+            for target, taken in _next_round(queues).items():
                 jobs = _jobs(taken, routes, target)
                 if jobs:
                     this_round[target] = jobs
@@ -369,15 +376,30 @@ def _send_through_servers(
         loop.close()
 
 
+def _next_round(queues: dict[Target, list[Message]]) -> dict[Target, list[Message]]:
+    """Take up to ROUND_SIZE messages per server off ``queues``, within ROUND_BYTES in all."""
+    taken: dict[Target, list[Message]] = {}
+    size = 0
+    for target, queue in queues.items():
+        while queue and len(taken.get(target, ())) < ROUND_SIZE:
+            if size and size + queue[0].raw_size > ROUND_BYTES:
+                return taken
+            message = queue.pop(0)
+            size += message.raw_size
+            taken.setdefault(target, []).append(message)
+    return taken
+
+
 def _jobs(
     messages: list[Message], routes: dict[int, Route], target: Target
 ) -> list[tuple[Message, Job]]:
     """The SMTP job of each message; one that cannot be prepared is recorded and left out."""
     jobs = []
+    bodies = dict(Message.objects.filter(pk__in=[m.pk for m in messages]).values_list("pk", "raw"))
     for message in messages:
         route = routes[message.pk]
         try:
-            data = with_sender(bytes(message.raw), route.sender_header)
+            data = with_sender(bytes(bodies.pop(message.pk)), route.sender_header)
         except Exception as exc:  # noqa: BLE001 - recorded on this message; the round goes on
             _record([(message, _everyone(message, target.label, _internal_error(exc)))], routes)
             continue

@@ -228,3 +228,22 @@ def test_a_worker_killed_mid_message_loses_nothing_and_says_so(
     interrupted, sent = Message.objects.get(pk=message.pk).attempts.all()
     assert "stopped before it recorded an outcome" in interrupted.reply
     assert sent.outcome == DeliveryAttempt.Outcome.SENT
+
+
+def test_a_round_holds_the_bodies_of_few_messages_but_keeps_the_connection(
+    people, gateway_is, fault_peer, monkeypatch
+):
+    """Bodies are read round by round, a round within ROUND_BYTES (at least one message)."""
+    peer = gateway_is(fault_peer())
+    big = "x" * 3000
+    ids = [accept_message(people.user, people.user.email, [BOB], f"#{n}", big).pk for n in range(3)]
+    monkeypatch.setattr(delivery, "ROUND_BYTES", 4000)  # one of these bodies per round
+    rounds = []
+    real_jobs = delivery._jobs
+    monkeypatch.setattr(
+        delivery, "_jobs", lambda taken, *a: rounds.append(len(taken)) or real_jobs(taken, *a)
+    )
+    delivery.deliver_batch(ids)
+    assert rounds == [1, 1, 1]
+    assert peer.connections == 1 and len(peer.delivered) == 3
+    assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {"sent"}
