@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import BinaryIO
 
 import aiosmtplib
 from django.conf import settings
 from django.utils.translation import gettext as _
 
 from .netguard import UnsafeAddress, UnsafePort, check_port, connect_checked, parse_networks
+from .smtp_data import send_data
 
 
 class Security(StrEnum):
@@ -50,6 +53,11 @@ class Outcome:
     auth_failed: bool = False
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> reply
     transcript: list[str] = field(default_factory=list)
+
+
+# The message to send: bytes, or a file read from its start in chunks (big messages); None for
+# the connection test's probe.
+Data = bytes | BinaryIO | None
 
 
 class _Failure(Exception):
@@ -136,7 +144,7 @@ class Connection:
                 )
             transcript.append(f"S: {_reply(await _authenticate(client, target, transcript))}")
 
-    async def transfer(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
+    async def transfer(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
         """Send one message (or, with ``data=None``, only probe MAIL FROM and reset)."""
         client, transcript = self.client, self.transcript
         try:
@@ -159,7 +167,8 @@ class Connection:
                     permanent=all(reply.startswith("5") for reply in refused.values()),
                 )
             transcript.append("C: DATA")
-            response = await client.data(data)
+            body = io.BytesIO(data) if isinstance(data, bytes) else data
+            response = await send_data(client, body, client.timeout)
             transcript.append(f"S: {_reply(response)}")
             return Outcome(ok=True, reply=_reply(response), refused=refused)
         except (_Failure, aiosmtplib.SMTPResponseException):
@@ -233,7 +242,7 @@ async def _authenticate(
     return await method(target.username, target.password)
 
 
-Job = tuple[str, list[str], bytes | None]  # envelope sender, recipients, message (None: probe)
+Job = tuple[str, list[str], Data]  # envelope sender, recipients, message (None: probe)
 
 
 class Sender:
@@ -267,7 +276,7 @@ class Sender:
                 outcomes.append(await self._send_one(*job))
         return outcomes
 
-    async def _send_one(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
+    async def _send_one(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
         opening = self.connection is None
         ends = asyncio.get_running_loop().time() + self.deadline
         if self.finish_by is not None:
@@ -332,7 +341,7 @@ async def run_session(
     target: Target,
     mail_from: str,
     recipients: list[str] | None = None,
-    data: bytes | None = None,
+    data: Data = None,
     deadline: float | None = None,
 ) -> Outcome:
     """Connect, secure, authenticate and send ``data`` (or only probe MAIL FROM when None)."""

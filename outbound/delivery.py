@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.errors import MessageError
 from email.message import EmailMessage
+from tempfile import SpooledTemporaryFile
+from typing import BinaryIO
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -26,11 +28,11 @@ from gateways import server_state
 from gateways.models import SendAsAlias, SmtpServer
 from mailkit import dns
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, send_many
-from outbox import notices
+from outbox import bodies, notices
 from outbox.models import DeliveryAttempt, Message
 
 from . import reports
-from .headers import with_sender
+from .headers import HEADER_END, with_sender
 from .routing import Route, RouteKind, route_for
 
 logger = logging.getLogger(__name__)
@@ -368,12 +370,42 @@ def _send_through_servers(
                         not_started.append(message.pk)
                     else:
                         done.append((message, _everyone(message, target.label, outcome)))
+            _close_bodies(this_round)
             _record(done, routes)
             if not_started:
                 _release(not_started)
     finally:
         loop.run_until_complete(together(s.close() for s in senders.values()))
         loop.close()
+
+
+# A body larger than this goes to a temporary file, not memory, on its way to the socket.
+IN_MEMORY_BODY = 1024 * 1024
+# The header is looked for within this many bytes (then sent as it is).
+MAX_HEADER = 4 * 1024 * 1024
+
+
+def body_file(message_id: int, sender_header: str | None) -> SpooledTemporaryFile:
+    """The message as it leaves (its Sender: header set for this route), copied from its row a
+    chunk at a time into a temporary file: memory stays flat whatever the message's size."""
+    out = SpooledTemporaryFile(max_size=IN_MEMORY_BODY)  # noqa: SIM115 - closed after its round
+    head = b""
+    pieces = bodies.chunks(message_id)
+    for piece in pieces:
+        head += piece
+        if HEADER_END.search(head) or len(head) > MAX_HEADER:
+            break
+    out.write(with_sender(head, sender_header))
+    for piece in pieces:
+        out.write(piece)
+    out.seek(0)
+    return out
+
+
+def _close_bodies(this_round: dict[Target, list[tuple[Message, Job]]]) -> None:
+    for jobs in this_round.values():
+        for _message, (_sender, _recipients, data) in jobs:
+            data.close()
 
 
 def _next_round(queues: dict[Target, list[Message]]) -> dict[Target, list[Message]]:
@@ -395,11 +427,10 @@ def _jobs(
 ) -> list[tuple[Message, Job]]:
     """The SMTP job of each message; one that cannot be prepared is recorded and left out."""
     jobs = []
-    bodies = dict(Message.objects.filter(pk__in=[m.pk for m in messages]).values_list("pk", "raw"))
     for message in messages:
         route = routes[message.pk]
         try:
-            data = with_sender(bytes(bodies.pop(message.pk)), route.sender_header)
+            data = body_file(message.pk, route.sender_header)
         except Exception as exc:  # noqa: BLE001 - recorded on this message; the round goes on
             _record([(message, _everyone(message, target.label, _internal_error(exc)))], routes)
             continue
@@ -496,12 +527,12 @@ def _held(message: Message) -> Outcome:
 
 def _send_direct_now(message: Message, batch: Batch, resolver: dns.Resolver | None) -> Results:
     route = batch.routes[message.pk]
-    data = with_sender(bytes(message.raw), route.sender_header)
-    return asyncio.run(_send_direct(route, message, data, resolver))
+    with body_file(message.pk, route.sender_header) as data:
+        return asyncio.run(_send_direct(route, message, data, resolver))
 
 
 async def _send_direct(
-    route: Route, message: Message, data: bytes, resolver: dns.Resolver | None
+    route: Route, message: Message, data: BinaryIO, resolver: dns.Resolver | None
 ) -> Results:
     """Deliver to each recipient domain's MX hosts in preference order, all of it within one
     SENDGATE_SMTP_DEADLINE: DNS, every domain and every host share the message's one deadline."""
@@ -552,7 +583,7 @@ async def _try_hosts(
     security: Security,
     envelope_from: str,
     group: list[str],
-    data: bytes,
+    data: BinaryIO,
     stop_at: float,
     out_of_time: Outcome,
 ) -> tuple[str, list[str], Outcome]:
