@@ -15,6 +15,7 @@ from base64 import b64decode
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from tempfile import SpooledTemporaryFile
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
@@ -161,6 +162,9 @@ class SessionCounts:
             del counter[key]
 
 
+# A message bigger than this waits for its handler on disk, not in the listener's memory.
+SPOOL_IN_MEMORY = 1024 * 1024
+
 TOO_MANY_FROM_IP = "421 4.7.0 Too many connections from your address; try again later"
 TOO_MANY_FOR_ACCOUNT = "421 4.7.0 Too many sessions for this account; try again later"
 
@@ -208,6 +212,54 @@ class SubmissionSMTP(SMTP):
     async def refuse_for_account(self) -> None:
         await self.push(TOO_MANY_FOR_ACCOUNT)
         self.transport.close()
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command hook
+        """DATA into a temporary file (memory up to SPOOL_IN_MEMORY, then disk) instead of
+        aiosmtpd's list of lines: a session holds one line of a big message, not all of it.
+
+        The same checks and replies as aiosmtpd's own smtp_DATA (aiosmtpd 1.4).
+        """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        spool = SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed below
+        try:
+            problem = await self._receive_data(spool)
+            if problem:
+                await self.push(problem)
+                self._set_post_data_state()
+                return
+            spool.seek(0)
+            self.envelope.content = self.envelope.original_content = spool
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push("250 OK" if status is MISSING else status)
+        finally:
+            spool.close()
+
+    async def _receive_data(self, spool: SpooledTemporaryFile) -> str:
+        """Read lines up to the lone dot into ``spool``, dot-unstuffed; a refusal, or ''."""
+        size, limit, problem = 0, self.data_size_limit, ""
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as exc:  # a line over the stream limit
+                problem = "500 Line too long (see RFC5321 4.5.3.1.6)"
+                await self._reader.read(exc.consumed)
+                continue
+            if line == b".\r\n":
+                return problem
+            size += len(line)
+            if limit and size > limit and not problem:
+                problem = "552 Error: Too much mail data"
+            if not problem:
+                spool.write(line[1:] if line.startswith(b".") else line)
 
     def connection_lost(self, error: Exception | None) -> None:
         if self.counted_ip is not None:

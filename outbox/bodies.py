@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from django.db import connection
 from django.db.models import BinaryField
 from django.db.models.functions import Substr
 
@@ -33,3 +34,16 @@ def chunks(message_id: int, start: int = 0, size: int = CHUNK) -> Iterator[bytes
         if len(part) < size:
             return
         start += len(part)
+
+
+def append(message_id: int, data: bytes) -> None:
+    """Add ``data`` to the end of the message's bytes (while it is being stored)."""
+    table = connection.ops.quote_name(Message._meta.db_table)
+    column = connection.ops.quote_name(Message._meta.get_field("raw").column)
+    # SQLite's || gives text; the cast keeps the bytes a BLOB. PostgreSQL concatenates bytea.
+    joined = f"CAST({column} || %s AS BLOB)" if connection.vendor == "sqlite" else f"{column} || %s"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {column} = {joined} WHERE id = %s",  # noqa: S608 - model names
+            [data, message_id],
+        )

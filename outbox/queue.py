@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
@@ -10,6 +12,7 @@ from django.utils import timezone
 
 from directory.models import Account
 
+from . import bodies
 from .models import Message
 
 # Delivery sits above the outbox (it reads send-as servers, and send-as queues its codes here), so
@@ -24,9 +27,14 @@ def queue(
     subject: str,
     message_id: str,
     raw: bytes,
+    rest: Iterable[bytes] = (),
     kind: str = Message.Kind.MAIL,
 ) -> Message:
-    """Commit the message, then wake a worker; the sweeper finds it if that wake-up is lost."""
+    """Commit the message, then wake a worker; the sweeper finds it if that wake-up is lost.
+
+    ``rest`` continues ``raw`` (a big message read a chunk at a time): it is appended to the
+    row in the same transaction, so a worker only ever sees the whole message.
+    """
     with transaction.atomic():
         message = Message.objects.create(
             account=account,
@@ -38,6 +46,8 @@ def queue(
             message_id=message_id,
             raw=raw,
         )
+        for chunk in rest:
+            bodies.append(message.pk, chunk)
         transaction.on_commit(lambda: current_app.send_task(WAKE_UP_TASK, args=[message.pk]))
     return message
 

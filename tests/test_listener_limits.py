@@ -8,6 +8,7 @@ from base64 import b64encode
 import pytest
 
 from outbound.credentials import create_app_password
+from outbox.models import Message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,3 +81,43 @@ def test_with_debug_on_the_listener_keeps_no_query_and_so_no_message_body(
     # Ask the listener's database thread (sync_to_async's one thread) what it keeps.
     logged = asyncio.run(in_db(lambda: len(connection.queries_log)))
     assert logged == 0
+
+
+def big(megabytes: float) -> bytes:
+    head = b"From: ann@example.com\r\nTo: bob@elsewhere.test\r\nSubject: big\r\n\r\n"
+    lines = [b".a line that starts with a dot", b"QUJD" * 19, b"..", b""]
+    body = b"\r\n".join(lines) + b"\r\n"
+    return head + body * int(megabytes * 1024 * 1024 / len(body))
+
+
+def test_a_message_bigger_than_memory_allows_is_spooled_and_stored_whole(
+    start_submission, ann, settings
+):
+    settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+    server = start_submission(max_message_bytes=10 * 1024 * 1024)
+    client = server.connect()
+    client.login(ann.email, ann.app_password)
+    data = big(9)  # past the listener's 1 MiB in memory and several 4 MiB chunks of the row
+    client.sendmail("ann@example.com", ["bob@elsewhere.test"], data)
+    client.quit()
+
+    [message] = Message.objects.all()
+    raw = bytes(message.raw)
+    assert raw.startswith(b"Received: from ")
+    assert raw.endswith(data) and len(raw) - len(data) < 500  # only the Received: line added
+    assert message.subject == "big"
+
+
+def test_a_message_over_the_size_limit_is_refused_and_nothing_is_stored(
+    start_submission, ann, settings
+):
+    settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+    server = start_submission(max_message_bytes=2 * 1024 * 1024)
+    client = server.connect()
+    client.login(ann.email, ann.app_password)
+    client.mail("ann@example.com")  # no SIZE= announced: the listener counts while reading
+    client.rcpt("bob@elsewhere.test")
+    assert client.data(big(3))[0] == 552
+    client.sendmail("ann@example.com", ["bob@elsewhere.test"], big(1))  # the session goes on
+    client.quit()
+    assert Message.objects.count() == 1
