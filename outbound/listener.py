@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from directory.models import Account
 
@@ -165,8 +166,8 @@ class SessionCounts:
 # A message bigger than this waits for its handler on disk, not in the listener's memory.
 SPOOL_IN_MEMORY = 1024 * 1024
 
-TOO_MANY_FROM_IP = "421 4.7.0 Too many connections from your address; try again later"
-TOO_MANY_FOR_ACCOUNT = "421 4.7.0 Too many sessions for this account; try again later"
+TOO_MANY_FROM_IP = gettext_noop("421 4.7.0 Too many connections from your address; try again later")
+TOO_MANY_FOR_ACCOUNT = gettext_noop("421 4.7.0 Too many sessions for this account; try again later")
 
 
 class SubmissionSMTP(SMTP):
@@ -204,13 +205,13 @@ class SubmissionSMTP(SMTP):
     async def _handle_client(self) -> None:
         if self.counted_ip is None:
             log.warning("submission: too many sessions from %s", _peer_ip(self.session))
-            await self.push(TOO_MANY_FROM_IP)
+            await self.push(_(TOO_MANY_FROM_IP))
             self.transport.close()
             return
         await super()._handle_client()
 
     async def refuse_for_account(self) -> None:
-        await self.push(TOO_MANY_FOR_ACCOUNT)
+        await self.push(_(TOO_MANY_FOR_ACCOUNT))
         self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command hook
