@@ -15,6 +15,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from directory.models import Account
 from mailkit.smtp import Outcome, run_session
@@ -79,6 +80,26 @@ def run_test(test_id: int) -> None:
         # A failed test's password is of no further use: it goes at once.
         **({} if outcome.ok else {"password": ""}),
     )
+
+
+# A test no worker finished in this long after its deadline never will (no worker is running,
+# or it died): the page stops waiting and says so.
+GRACE = timedelta(minutes=2)
+
+
+def give_up_if_lost(test: ConnectionTest) -> ConnectionTest:
+    """Fail a test that is still running long after it must have ended; return it fresh."""
+    lost_since = timezone.now() - timedelta(seconds=settings.SENDGATE_SMTP_DEADLINE) - GRACE
+    ConnectionTest.objects.filter(
+        pk=test.pk, state=ConnectionTest.State.RUNNING, created_at__lt=lost_since
+    ).update(
+        state=ConnectionTest.State.FAILED,
+        summary=_("The test did not run: no delivery worker picked it up. Try again later."),
+        finished_at=timezone.now(),
+        password="",
+    )
+    test.refresh_from_db()
+    return test
 
 
 def claim_passed(test: ConnectionTest) -> bool:

@@ -48,7 +48,9 @@ def _server_form(
 def _shown_test(request: HttpRequest) -> ConnectionTest | None:
     """The connection test the page shows (``?test=``), if it is the requester's."""
     pk = request.GET.get("test", "")
-    return get_connection_test_for_user(request, int(pk)) if pk.isdigit() else None
+    if not pk.isdigit():
+        return None
+    return connection_test.give_up_if_lost(get_connection_test_for_user(request, int(pk)))
 
 
 def _alias_initial(test: ConnectionTest | None) -> dict:
@@ -139,7 +141,7 @@ def _create_alias(alias: SendAsAlias, server: SmtpServer | None) -> None:
 @login_required
 def connection_test_status(request: HttpRequest, pk: int) -> HttpResponse:
     """Polled while a connection test runs; once it passed, the change it tested is saved."""
-    test = get_connection_test_for_user(request, pk)
+    test = connection_test.give_up_if_lost(get_connection_test_for_user(request, pk))
     if test.state == ConnectionTest.State.PASSED:
         goto = _save_tested_change(request, test)
         return HttpResponseClientRedirect(goto) if request.htmx else redirect(goto)

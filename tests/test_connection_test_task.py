@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from gateways.connection_test import run_test
 from gateways.models import ConnectionTest, SendAsAlias
@@ -139,3 +142,18 @@ def test_someone_elses_test_is_not_found(client, ann, smtp_peer):
     assert (
         client.get(reverse("alias_edit", args=[alias.pk]) + f"?test={test.pk}").status_code == 404
     )
+
+
+def test_a_test_no_worker_runs_is_given_up_instead_of_polled_forever(client, ann, smtp_peer):
+    partner = smtp_peer("ann@partner.org", "partner-secret")
+    add_alias(client, partner, "partner-secret")
+    test = ConnectionTest.objects.get()
+    status = reverse("connection_test_status", args=[test.pk])
+    assert "Testing…" in client.get(status, headers=HTMX).content.decode()  # just started
+
+    ConnectionTest.objects.update(created_at=timezone.now() - timedelta(minutes=15))
+    partial = client.get(status, headers=HTMX).content.decode()
+    assert "no delivery worker picked it up" in partial and "hx-trigger" not in partial
+    assert not ConnectionTest.objects.get().password
+    run_test(test.pk)  # a worker that comes back later does nothing with it
+    assert not SendAsAlias.objects.exists() and partner.handler.messages == []
