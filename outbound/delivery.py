@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.errors import MessageError
 from email.message import EmailMessage
@@ -97,7 +97,7 @@ def routes_for(messages: list[Message]) -> dict[int, Route]:
     """The route of each message, with one query for all the aliases involved.
 
     Passwords are not loaded here: one unreadable password must not stop the whole batch, so it is
-    decrypted later, per server (see ``_targets``).
+    decrypted later, per server (see ``_target``).
     """
     aliases = {
         (a.account_id, a.address): a
@@ -234,17 +234,7 @@ def _note_interruptions(
                 message, batch.routes, lambda m=message, o=outcome: _everyone(m, "", o)
             )
         else:
-            DeliveryAttempt.objects.create(
-                message=message,
-                finished_at=timezone.now(),
-                route=batch.routes[message.pk].kind,
-                rule=batch.routes[message.pk].rule,
-                policy_version=batch.routes[message.pk].policy_version,
-                server="",
-                envelope_from=batch.routes[message.pk].envelope_from,
-                outcome=DeliveryAttempt.Outcome.DEFERRED,
-                reply=outcome.error,
-            )
+            _attempt(message, batch.routes[message.pk], "", outcome).save()
             going_on.append(message)
     return going_on
 
@@ -312,15 +302,24 @@ def _repeats(message: Message, reply: str) -> int:
     return count
 
 
-def _give_up_on_repeats(message: Message, outcome: Outcome) -> None:
-    """An internal error that repeats SENDGATE_SAME_ERROR_LIMIT times in a row is final."""
-    if not isinstance(outcome, InternalError) or outcome.permanent:
-        return
-    if _repeats(message, outcome.error) + 1 >= settings.SENDGATE_SAME_ERROR_LIMIT:
-        outcome.permanent = True
-        outcome.error += " " + _("(The same error %(count)s times in a row: giving up.)") % {
-            "count": settings.SENDGATE_SAME_ERROR_LIMIT
-        }
+def _give_up_on_repeats(message: Message, results: Results) -> Results:
+    """An internal error that repeats SENDGATE_SAME_ERROR_LIMIT times in a row is final.
+
+    Returns new outcomes: one error (a server's unreadable password) may be shared by messages.
+    """
+    final = []
+    for label, recipients, outcome in results:
+        if (
+            isinstance(outcome, InternalError)
+            and not outcome.permanent
+            and _repeats(message, outcome.error) + 1 >= settings.SENDGATE_SAME_ERROR_LIMIT
+        ):
+            giving_up = _("(The same error %(count)s times in a row: giving up.)") % {
+                "count": settings.SENDGATE_SAME_ERROR_LIMIT
+            }
+            outcome = replace(outcome, permanent=True, error=f"{outcome.error} {giving_up}")
+        final.append((label, recipients, outcome))
+    return final
 
 
 def _record_isolated(message: Message, routes: dict[int, Route], results) -> None:
@@ -466,9 +465,7 @@ def _save_failure_plainly(message: Message, routes: dict[int, Route], exc: Excep
 
 
 def _save_outcomes(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
-    for message, results in done:
-        for _label, _rcpts, outcome in results:
-            _give_up_on_repeats(message, outcome)
+    done = [(message, _give_up_on_repeats(message, results)) for message, results in done]
     attempts = [
         _attempt(message, routes[message.pk], label, outcome)
         for message, results in done

@@ -247,3 +247,20 @@ def test_a_round_holds_the_bodies_of_few_messages_but_keeps_the_connection(
     assert rounds == [1, 1, 1]
     assert peer.connections == 1 and len(peer.delivered) == 3
     assert set(Message.objects.filter(pk__in=ids).values_list("state", flat=True)) == {"sent"}
+
+
+def test_giving_up_on_one_message_does_not_give_up_on_another_with_the_same_error(
+    people, alias_with_retired_key, settings
+):
+    settings.SENDGATE_SAME_ERROR_LIMIT = 3
+    first = accept_message(people.user, PARTNER, [BOB], "First", "B")
+    for _ in range(2):
+        due_now(first.pk)
+        delivery.deliver(first.pk)
+    second = accept_message(people.user, PARTNER, [BOB], "Second", "B")
+    due_now(first.pk)
+    delivery.deliver_batch([first.pk, second.pk])  # one server error, shared by both
+
+    states = dict(Message.objects.filter(pk__in=[first.pk, second.pk]).values_list("pk", "state"))
+    assert states == {first.pk: "failed", second.pk: "deferred"}
+    assert "giving up" not in Message.objects.get(pk=second.pk).last_reply
