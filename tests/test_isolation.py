@@ -264,3 +264,19 @@ def test_giving_up_on_one_message_does_not_give_up_on_another_with_the_same_erro
     states = dict(Message.objects.filter(pk__in=[first.pk, second.pk]).values_list("pk", "state"))
     assert states == {first.pk: "failed", second.pk: "deferred"}
     assert "giving up" not in Message.objects.get(pk=second.pk).last_reply
+
+
+def test_the_sweeper_hands_out_messages_taken_back_from_dead_workers_one_per_task(
+    people, monkeypatch
+):
+    from outbound import tasks
+
+    due = [accept_message(people.user, people.user.email, [BOB], "Due", "B") for _ in range(2)]
+    dead = [accept_message(people.user, people.user.email, [BOB], "Dead", "B") for _ in range(2)]
+    for message in dead:
+        stale(message)
+    handed_out = []
+    monkeypatch.setattr(tasks.deliver_messages, "delay", handed_out.append)
+    tasks.sweep_outbox()
+    batches = sorted(tuple(sorted(batch)) for batch in handed_out)
+    assert batches == sorted([(dead[0].pk,), (dead[1].pk,), tuple(sorted(m.pk for m in due))])
