@@ -75,7 +75,11 @@ async def main(cert_file: str, ports: list[int]) -> None:
     context.load_cert_chain(cert_file)
     servers = [
         await asyncio.start_server(
-            lambda r, w: session(r, w, context), "127.0.0.1", port, backlog=512
+            lambda r, w: session(r, w, context),
+            "127.0.0.1",
+            port,
+            backlog=512,
+            limit=64 * 1024 * 1024,  # a whole message is read at once; bench/big_messages.py
         )
         for port in ports
     ]

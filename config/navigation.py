@@ -23,11 +23,18 @@ def navigation(request: HttpRequest) -> dict:
                 (_("Compose"), reverse("compose")),
                 (_("Sent mail"), reverse("sent_list")),
                 (_("App passwords"), reverse("app_password_list")),
+            ],
+        )
+    )
+    sections.append(
+        (
+            _("Account"),
+            [
+                (_("Sign-in and security"), reverse("security")),
                 (_("Change my password"), reverse("password_change")),
             ],
         )
     )
-    sections.append((_("Account"), [(_("Sign-in and security"), reverse("security"))]))
     return {"nav_sections": _mark_current(sections, request.path)}
 
 

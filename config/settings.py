@@ -291,8 +291,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = 120
-CELERY_TASK_TIME_LIMIT = 150
+# Time limits follow from SENDGATE_BATCH_SECONDS and SENDGATE_SMTP_DEADLINE (set below): a batch
+# starts no message after its budget and each message has one deadline, so a task always ends
+# (and records its outcomes) before Celery's limits stop it.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_DIR / "beat-schedule")
 CELERY_BEAT_SCHEDULE = {
@@ -349,12 +350,18 @@ SENDGATE_PASSWORD_RESETS_PER_HOUR = env.int("SENDGATE_PASSWORD_RESETS_PER_HOUR",
 SENDGATE_CONFIRMATION_HOURS = env.int("SENDGATE_CONFIRMATION_HOURS", default=72)
 # Connection tests a user may run per hour (each one dials a server on their behalf).
 SENDGATE_CONNECTION_TESTS_PER_HOUR = env.int("SENDGATE_CONNECTION_TESTS_PER_HOUR", default=20)
+# All DNS look-ups of one deliverability check (SPF, DMARC, the gateway's addresses) share this
+# many seconds; what does not answer in time is shown as unknown.
+SENDGATE_DELIVERABILITY_SECONDS = env.float("SENDGATE_DELIVERABILITY_SECONDS", default=10.0)
 # The whole SMTP session of one attempt (connect to QUIT) must finish within this many seconds.
 SENDGATE_SMTP_DEADLINE = env.float("SENDGATE_SMTP_DEADLINE", default=60.0)
 SENDGATE_SMTP_HELO_NAME = env.str("SENDGATE_SMTP_HELO_NAME", default="sendgate.localhost")
 # Retry schedule for temporary failures, in minutes after the previous attempt; the last value
 # repeats until the message is older than SENDGATE_MAX_QUEUE_DAYS.
-SENDGATE_RETRY_MINUTES = env.list("SENDGATE_RETRY_MINUTES", cast=int, default=[5, 10, 20, 40, 60])
+# Fractions are fine: 0.5 is thirty seconds.
+SENDGATE_RETRY_MINUTES = env.list(
+    "SENDGATE_RETRY_MINUTES", cast=float, default=[5.0, 10.0, 20.0, 40.0, 60.0]
+)
 SENDGATE_MAX_QUEUE_DAYS = env.float("SENDGATE_MAX_QUEUE_DAYS", default=5.0)
 # Tell the sender once when a message is still undelivered after this many hours (0: never).
 SENDGATE_DELAY_WARNING_HOURS = env.float("SENDGATE_DELAY_WARNING_HOURS", default=0.0)
@@ -371,6 +378,13 @@ SENDGATE_BATCH_SIZE = env.int("SENDGATE_BATCH_SIZE", default=200)
 # A batch starts no new message after this many seconds (well inside the task time limit), so
 # its outcomes are always recorded; what it did not start is handed back at once.
 SENDGATE_BATCH_SECONDS = env.float("SENDGATE_BATCH_SECONDS", default=60.0)
+# The last message a batch starts may take one more SENDGATE_SMTP_DEADLINE; then the outcomes are
+# saved. The limits leave room for that, so no delivery task outlives them.
+CELERY_TASK_SOFT_TIME_LIMIT = int(SENDGATE_BATCH_SECONDS + SENDGATE_SMTP_DEADLINE) + 30
+CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
+# A message whose handling fails inside Sendgate (not at the peer) the same way this many times
+# in a row fails with a report, instead of being retried for days.
+SENDGATE_SAME_ERROR_LIMIT = env.int("SENDGATE_SAME_ERROR_LIMIT", default=3)
 # Policy propagation: accounts per UPDATE batch, and how long a worker holds a propagation before
 # beat may hand it to another (renewed after every batch).
 SENDGATE_POLICY_BATCH_SIZE = env.int("SENDGATE_POLICY_BATCH_SIZE", default=5000)
@@ -394,6 +408,14 @@ SENDGATE_SUBMISSION_PLAINTEXT_AUTH_ON_LOOPBACK = env.bool(
 )
 SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES = env.int(
     "SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES", default=25 * 1024 * 1024
+)
+# Concurrent sessions one client address, and one account, may hold on the listener; beyond,
+# "421 4.7.0" (the client tries again later). Each session may hold a message in memory.
+SENDGATE_SUBMISSION_MAX_SESSIONS_PER_IP = env.int(
+    "SENDGATE_SUBMISSION_MAX_SESSIONS_PER_IP", default=20
+)
+SENDGATE_SUBMISSION_MAX_SESSIONS_PER_ACCOUNT = env.int(
+    "SENDGATE_SUBMISSION_MAX_SESSIONS_PER_ACCOUNT", default=10
 )
 SENDGATE_SUBMISSION_MAX_RECIPIENTS = env.int("SENDGATE_SUBMISSION_MAX_RECIPIENTS", default=100)
 # Messages one account may submit in any 24 hours (SMTP, sendmail and compose together).

@@ -1,4 +1,7 @@
-"""Passwords: the set-password link (invitations and resets), change my password, forgot it."""
+"""Passwords: the set-password link (invitations and resets), and forgot my password.
+
+Changing one's password is a sign-in page (signin/): it also signs out the other sessions.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +11,10 @@ from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import PasswordChangeForm
-from django.contrib.auth.views import PasswordChangeView
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils import timezone
-from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -33,18 +32,6 @@ class SetPasswordView(auth_views.PasswordResetConfirmView):
     def form_valid(self, form):
         response = super().form_valid(form)
         messages.success(self.request, _("Your password is set. Log in with it now."))
-        return response
-
-
-@method_decorator(login_required, name="dispatch")
-class ChangePasswordView(PasswordChangeView):
-    template_name = "registration/change_password.html"
-    form_class = PasswordChangeForm
-    success_url = reverse_lazy("password_change")
-
-    def form_valid(self, form):
-        response = super().form_valid(form)  # keeps this session logged in
-        messages.success(self.request, _("Your password is changed."))
         return response
 
 

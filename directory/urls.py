@@ -27,7 +27,6 @@ urlpatterns = [
         operator_views.operator_domain_verify,
         name="operator_domain_verify",
     ),
-    path("account/password/", password_views.ChangePasswordView.as_view(), name="password_change"),
     path("password/forgot/", password_views.password_forgot, name="password_forgot"),
     path(
         "password/set/<uidb64>/<token>/",

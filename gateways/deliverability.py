@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 from django.utils.translation import gettext as _
@@ -520,6 +520,83 @@ def gateway_path_hint(
     )
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What DNS said about an alias domain (and the gateway's host): all the hints need."""
+
+    dmarc: Dmarc
+    spf: SpfCheck | None  # for the gateway's addresses; None without a gateway
+
+    def to_json(self) -> dict:
+        spf = None if self.spf is None else {"result": self.spf.result, "why": self.spf.why}
+        return {"dmarc": asdict(self.dmarc), "spf": spf}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Facts:
+        d = data["dmarc"]
+        dmarc = Dmarc(
+            dns.Status(d["status"]), Policy(d["policy"]) if d["policy"] else None, d["strict_spf"]
+        )
+        s = data["spf"]
+        spf = (
+            None
+            if s is None
+            else SpfCheck(SpfResult(s["result"]), Why(s["why"]) if s["why"] else None)
+        )
+        return cls(dmarc, spf)
+
+
+def look_up(alias_domain: str, gateway_host: str | None, resolver: dns.Resolver) -> Facts:
+    """Ask DNS everything the hints for ``alias_domain`` (and ``gateway_host``) need."""
+    dmarc = parse_dmarc(dns.dmarc_records(alias_domain, resolver))
+    spf = None
+    if gateway_host:
+        spf = spf_for_host(
+            alias_domain,
+            dns.host_addresses(gateway_host, resolver),
+            dns.spf_records(alias_domain, resolver),
+            resolver,
+        )
+    return Facts(dmarc, spf)
+
+
+def judge(
+    facts: Facts,
+    *,
+    alias_domain: str,
+    envelope_domain: str,
+    org_name: str,
+    gateway_host: str | None,
+    using_gateway: bool,
+    dkim_domain: str | None = None,
+) -> list[PathHint]:
+    """Judge each path mail sent as the alias can take, from what DNS said (no I/O).
+
+    ``dkim_domain``: the domain whose active key signs the domain path's mail, if any.
+    """
+    hints = [
+        domain_path_hint(
+            alias_domain=alias_domain,
+            envelope_domain=envelope_domain,
+            org_name=org_name,
+            dmarc=facts.dmarc,
+            in_use=not using_gateway,
+            dkim_domain=dkim_domain,
+        )
+    ]
+    if gateway_host and facts.spf is not None:
+        hints.append(
+            gateway_path_hint(
+                alias_domain=alias_domain,
+                host=gateway_host,
+                spf=facts.spf,
+                dmarc=facts.dmarc,
+                in_use=using_gateway,
+            )
+        )
+    return hints
+
+
 def assess(
     *,
     alias_domain: str,
@@ -534,32 +611,13 @@ def assess(
 
     ``dkim_domain``: the domain whose active key signs the domain path's mail, if any.
     """
-    resolver = resolver or dns.default_resolver()
-    dmarc = parse_dmarc(dns.dmarc_records(alias_domain, resolver))
-    hints = [
-        domain_path_hint(
-            alias_domain=alias_domain,
-            envelope_domain=envelope_domain,
-            org_name=org_name,
-            dmarc=dmarc,
-            in_use=not using_gateway,
-            dkim_domain=dkim_domain,
-        )
-    ]
-    if gateway_host:
-        spf = spf_for_host(
-            alias_domain,
-            dns.host_addresses(gateway_host, resolver),
-            dns.spf_records(alias_domain, resolver),
-            resolver,
-        )
-        hints.append(
-            gateway_path_hint(
-                alias_domain=alias_domain,
-                host=gateway_host,
-                spf=spf,
-                dmarc=dmarc,
-                in_use=using_gateway,
-            )
-        )
-    return hints
+    facts = look_up(alias_domain, gateway_host, resolver or dns.default_resolver())
+    return judge(
+        facts,
+        alias_domain=alias_domain,
+        envelope_domain=envelope_domain,
+        org_name=org_name,
+        gateway_host=gateway_host,
+        using_gateway=using_gateway,
+        dkim_domain=dkim_domain,
+    )

@@ -21,8 +21,7 @@ def set_domain_gateway(domain: Domain, server: SmtpServer | None, actor: Account
             old.delete()  # its stored password goes with it
             detail = "direct MX"
         else:
-            server.resume()  # it just passed its test
-            server.save()
+            server.save()  # its passed test set it ok (server_state.passed_test)
             domain.outbound_gateway = server
             domain.save(update_fields=["outbound_gateway"])
             detail = f"{server.host}:{server.port} {server.security}"

@@ -171,6 +171,16 @@ class AliasForm(forms.Form):
 
     def clean(self) -> dict:
         data = super().clean()
+        domain = self.account.domain
+        if self.instance is None and domain is not None and not domain.is_verified:
+            # Nothing could be sent as it (nor its confirmation code be used) until then.
+            raise ValidationError(
+                _(
+                    "%(domain)s has not proved it owns its domain name yet, so it cannot send; "
+                    "its administrator must publish the verification DNS record first."
+                )
+                % {"domain": domain.name}
+            )
         if not self.account.gateways_allowed and any(self.data.get(f) for f in SMTP_FIELDS):
             raise ValidationError(
                 _(

@@ -3,27 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from mailkit.logs import event
-from mailkit.smtp import run_session
-from outbox.notices import notify_gateway_paused
-
+from . import server_state
+from .connection_test import probe
 from .models import SendAsAlias, SmtpServer
-
-log = logging.getLogger("sendgate.gateways")
 
 
 def due_for_retest(limit: int) -> list[int]:
-    """Running per-user gateways not tested for SENDGATE_GATEWAY_RETEST_HOURS, oldest first."""
+    """Per-user gateways not tested for SENDGATE_GATEWAY_RETEST_HOURS, oldest first. Paused ones
+    too (once a period, one login): if the cause went away by itself, their mail goes again."""
     stale = timezone.now() - timedelta(hours=settings.SENDGATE_GATEWAY_RETEST_HOURS)
     return list(
-        SmtpServer.objects.filter(alias__isnull=False, paused_at__isnull=True)
+        SmtpServer.objects.filter(alias__isnull=False)
         .filter(Q(last_tested_at__isnull=True) | Q(last_tested_at__lt=stale))
         .order_by("last_tested_at")
         .values_list("pk", flat=True)[:limit]
@@ -31,8 +27,7 @@ def due_for_retest(limit: int) -> list[int]:
 
 
 def retest(server_id: int) -> None:
-    """Probe the server as delivery would. A refused password pauses it and tells its owner;
-    other failures are only recorded (the server may be down for a while: mail retries)."""
+    """Probe the server as delivery would; server_state decides what the outcome changes."""
     alias = (
         SendAsAlias.objects.select_related("smtp_server", "account")
         .filter(smtp_server_id=server_id)
@@ -41,13 +36,5 @@ def retest(server_id: int) -> None:
     if alias is None:
         return  # deleted meanwhile
     server = alias.smtp_server
-    outcome = asyncio.run(run_session(server.target(), mail_from=alias.address))
-    SmtpServer.objects.filter(pk=server_id).update(
-        last_tested_at=timezone.now(), last_test_summary=outcome.reply or outcome.error
-    )
-    event(
-        log, "gateway.retested", server=server_id, ok=outcome.ok, seconds=round(outcome.seconds, 3)
-    )
-    if outcome.auth_failed and SmtpServer.pause_if_running(server_id, outcome.error):
-        event(log, "gateway.paused", logging.WARNING, server=server_id, by="retest")
-        notify_gateway_paused(alias.account, alias.address, outcome.error)
+    outcome = asyncio.run(probe(server, alias.address))
+    server_state.retested(server, alias, outcome)

@@ -37,7 +37,8 @@ class SmtpServer(models.Model):
     last_tested_at = models.DateTimeField(null=True, blank=True)
     last_test_summary = models.TextField(blank=True)
     # Set when the server refused our credentials during delivery: mail for it waits until the
-    # owner fixes the password, instead of going out another way.
+    # owner fixes the password, instead of going out another way. Only gateways.server_state
+    # changes last_test_ok, paused_at and pause_reason.
     paused_at = models.DateTimeField(null=True, blank=True)
     pause_reason = models.TextField(blank=True)
 
@@ -47,20 +48,6 @@ class SmtpServer(models.Model):
     @property
     def is_paused(self) -> bool:
         return self.paused_at is not None
-
-    def resume(self) -> None:
-        self.paused_at = None
-        self.pause_reason = ""
-
-    @classmethod
-    def pause_if_running(cls, pk: int, reason: str) -> bool:
-        """Pause server ``pk``; True only for the caller that actually paused it."""
-        return (
-            cls.objects.filter(pk=pk, paused_at__isnull=True).update(
-                paused_at=timezone.now(), pause_reason=reason
-            )
-            == 1
-        )
 
     def clean(self) -> None:
         reject_control_characters(self.host)
@@ -75,11 +62,6 @@ class SmtpServer(models.Model):
             username=self.username,
             password=self.password or "",
         )
-
-    def record_test(self, ok: bool, summary: str) -> None:
-        self.last_test_ok = ok
-        self.last_tested_at = timezone.now()
-        self.last_test_summary = summary
 
 
 class SendAsAlias(models.Model):
@@ -165,13 +147,77 @@ class SendAsAlias(models.Model):
 
 
 class ConnectionTest(models.Model):
-    """One connection test a user ran; kept to rate-limit them and to show recent results."""
+    """One connection test a user started, run by a worker, with the change it would save.
+
+    Kept to rate-limit tests (counted from the moment they start) and to show the result; the
+    SMTP settings under test are kept only until the test is over (the password until the
+    change is saved, encrypted like any stored password).
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", _("Testing")
+        PASSED = "passed", _("Passed")
+        FAILED = "failed", _("Failed")
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    host = models.CharField(max_length=253)
-    ok = models.BooleanField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.RUNNING)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)  # the change it tested was saved
+    ok = models.BooleanField(default=False)
     summary = models.TextField(blank=True)
+    transcript = models.TextField(blank=True)
+    # The change under test: the alias being edited (none: a new alias) and its fields ...
+    alias = models.ForeignKey(
+        SendAsAlias, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    address = models.EmailField(blank=True)
+    display_name = models.CharField(max_length=200, blank=True)
+    reply_to = models.EmailField(blank=True)
+    treat_as_alias = models.BooleanField(default=True)
+    # ... and the server's.
+    host = models.CharField(max_length=253)
+    port = models.PositiveIntegerField(default=587)
+    security = models.CharField(max_length=10, choices=SmtpServer.Security.choices, blank=True)
+    username = models.CharField(max_length=320, blank=True)
+    password = EncryptedTextField(blank=True)
 
     def __str__(self) -> str:
-        return f"{self.host}: {'ok' if self.ok else 'failed'}"
+        return f"{self.host}: {self.state}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == self.State.RUNNING
+
+    @property
+    def transcript_lines(self) -> list[str]:
+        return self.transcript.splitlines()
+
+    def server(self, base: SmtpServer | None = None) -> SmtpServer:
+        """The server as the test dialled it: ``base`` (the alias's saved one) with the tested
+        settings on top, or a new one."""
+        server = base or SmtpServer()
+        server.host, server.port, server.security = self.host, self.port, self.security
+        server.username, server.password = self.username, self.password
+        return server
+
+
+class DeliverabilityCheck(models.Model):
+    """What DNS said about an alias domain and a gateway host, looked up by a worker and kept
+    for an hour: the send-as page never waits for DNS the user controls."""
+
+    alias_domain = models.CharField(max_length=253)
+    gateway_host = models.CharField(max_length=253, blank=True)  # blank: no gateway
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    facts = models.JSONField(null=True, blank=True)  # deliverability.Facts.to_json()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["alias_domain", "gateway_host"], name="one_check_per_domain_and_host"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias_domain} via {self.gateway_host or '-'}"

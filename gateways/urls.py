@@ -17,4 +17,9 @@ urlpatterns = [
     ),
     path("settings/send-as/srv/", views.srv_lookup, name="srv_lookup"),
     path("domains/<int:pk>/gateway/", domain_gateway_views.domain_gateway, name="domain_gateway"),
+    path(
+        "settings/send-as/tests/<int:pk>/",
+        views.connection_test_status,
+        name="connection_test_status",
+    ),
 ]

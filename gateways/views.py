@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from domainkeys.models import DkimKey
 from mailkit import dns
@@ -21,41 +22,76 @@ from mailkit.addresses import domain_of, normalize_address
 from outbound.routing import RouteKind, route_for
 from outbox import notices
 
-from . import deliverability
-from .access import get_alias_for_user
-from .connection_test import TooManyTests, run_connection_test
+from . import connection_test, deliverability, deliverability_checks, server_state
+from .access import get_alias_for_user, get_connection_test_for_user
+from .connection_test import TooManyTests, start_test
 from .forms import AliasForm, ConfirmAliasForm, SmtpServerForm
-from .models import SendAsAlias, SmtpServer
+from .models import ConnectionTest, SendAsAlias, SmtpServer
 
 
-def _server_form(request: HttpRequest, server: SmtpServer | None = None) -> SmtpServerForm | None:
+def _server_form(
+    request: HttpRequest, server: SmtpServer | None = None, test: ConnectionTest | None = None
+) -> SmtpServerForm | None:
     """The SMTP fields, offered only while the account's policy allows per-user gateways."""
     if not request.user.gateways_allowed:
         return None
-    return SmtpServerForm(request.POST or None, instance=server)
+    initial = {}
+    if test is not None:  # what was tested, to correct it (the password is never shown back)
+        initial["initial"] = {
+            "smtp_host": test.host,
+            "smtp_port": test.port,
+            "smtp_security": test.security,
+            "smtp_username": test.username,
+        }
+    return SmtpServerForm(request.POST or None, instance=server, **initial)
 
 
-def _tested(
-    request, form: SmtpServerForm, server: SmtpServer, mail_from: str, transcript: list[str]
-) -> bool:
-    """Run the connection test for ``server``; put its verdict on the form it came from."""
+def _shown_test(request: HttpRequest) -> ConnectionTest | None:
+    """The connection test the page shows (``?test=``), if it is the requester's."""
+    pk = request.GET.get("test", "")
+    if not pk.isdigit():
+        return None
+    return connection_test.give_up_if_lost(get_connection_test_for_user(request, int(pk)))
+
+
+def _alias_initial(test: ConnectionTest | None) -> dict:
+    """Form keyword arguments that show what was tested (none: the form's own defaults)."""
+    if test is None:
+        return {}
+    fields = ("address", "display_name", "reply_to", "treat_as_alias")
+    return {"initial": {name: getattr(test, name) for name in fields}}
+
+
+def _alias_fields(alias: SendAsAlias) -> dict:
+    return {
+        "address": alias.address,
+        "display_name": alias.display_name,
+        "reply_to": alias.reply_to,
+        "treat_as_alias": alias.treat_as_alias,
+    }
+
+
+def _start_test(
+    request: HttpRequest,
+    form: AliasForm,
+    server: SmtpServer,
+    alias: SendAsAlias,
+    editing: bool,
+) -> ConnectionTest | None:
+    """Hand the connection test to a worker; None (and the reason on the form) if refused."""
     try:
-        outcome = run_connection_test(request.user, server, mail_from)
+        return start_test(request.user, server, alias if editing else None, _alias_fields(alias))
     except TooManyTests:
         form.add_error(None, _("Too many connection tests in the last hour. Try again later."))
-        return False
-    transcript.extend(outcome.transcript)
-    if not outcome.ok:
-        form.add_error("smtp_host", outcome.error)
-    return outcome.ok
+        return None
 
 
 @login_required
 def alias_list(request: HttpRequest) -> HttpResponse:
     account = request.user
-    transcript: list[str] = []
-    form = AliasForm(request.POST or None, account=account)
-    server_form = _server_form(request)
+    test = _shown_test(request)
+    form = AliasForm(request.POST or None, account=account, **_alias_initial(test))
+    server_form = _server_form(request, test=test)
     if (
         request.method == "POST"
         and form.is_valid()
@@ -63,21 +99,13 @@ def alias_list(request: HttpRequest) -> HttpResponse:
     ):
         alias = form.alias()
         server = server_form.server() if server_form else None
-        if server is None or _tested(request, server_form, server, alias.address, transcript):
-            try:
-                _create_alias(alias, server)
-            except ValidationError as exc:  # e.g. the account's domain may not send yet
-                form.add_error(None, exc)
-            else:
-                messages.success(
-                    request,
-                    _(
-                        "We sent a confirmation code to %(address)s. Enter it below to start "
-                        "sending as this address."
-                    )
-                    % {"address": alias.address},
-                )
-                return redirect("alias_confirm", pk=alias.pk)
+        if server is None:
+            _create_alias(alias, None)
+            _flash_code_sent(request, alias)
+            return redirect("alias_confirm", pk=alias.pk)
+        test = _start_test(request, form, server, alias, editing=False)
+        if test is not None:
+            return redirect(f"{reverse('alias_list')}?test={test.pk}")
     return render(
         request,
         "gateways/alias_list.html",
@@ -85,8 +113,20 @@ def alias_list(request: HttpRequest) -> HttpResponse:
             "form": form,
             "server_form": server_form,
             "aliases": account.aliases.select_related("smtp_server"),
-            "transcript": transcript,
+            "test": test,
+            "submit_label": _("Add address"),
         },
+    )
+
+
+def _flash_code_sent(request: HttpRequest, alias: SendAsAlias) -> None:
+    messages.success(
+        request,
+        _(
+            "We sent a confirmation code to %(address)s. Enter it below to start sending "
+            "as this address."
+        )
+        % {"address": alias.address},
     )
 
 
@@ -97,6 +137,61 @@ def _create_alias(alias: SendAsAlias, server: SmtpServer | None) -> None:
             alias.smtp_server = server
         alias.save()
         _send_confirmation(alias)
+
+
+@login_required
+def connection_test_status(request: HttpRequest, pk: int) -> HttpResponse:
+    """Polled while a connection test runs; once it passed, the change it tested is saved."""
+    test = connection_test.give_up_if_lost(get_connection_test_for_user(request, pk))
+    if test.state == ConnectionTest.State.PASSED:
+        goto = _save_tested_change(request, test)
+        return HttpResponseClientRedirect(goto) if request.htmx else redirect(goto)
+    if not request.htmx:  # without JavaScript: the form page, with the result under it
+        page = (
+            reverse("alias_edit", args=[test.alias_id]) if test.alias_id else reverse("alias_list")
+        )
+        return redirect(f"{page}?test={test.pk}")
+    label = _("Save") if test.alias_id else _("Add address")
+    return render(
+        request, "gateways/partials/connection_test.html", {"test": test, "submit_label": label}
+    )
+
+
+def _save_tested_change(request: HttpRequest, test: ConnectionTest) -> str:
+    """Save the alias change a passed test tested (once, whoever polls first); where to go next."""
+    with transaction.atomic():
+        if not connection_test.claim_passed(test):
+            pass  # saved already (another poll, another tab)
+        elif not request.user.gateways_allowed:
+            messages.error(
+                request,
+                _(
+                    "Your administrator turned off per-user outbound gateways meanwhile; "
+                    "nothing was saved."
+                ),
+            )
+        elif test.alias is not None:
+            alias = test.alias
+            alias.display_name, alias.reply_to = test.display_name, test.reply_to
+            alias.treat_as_alias = test.treat_as_alias
+            server = connection_test.tested_server(test, alias.smtp_server)
+            _save_edit(alias, server, server_editable=True, tested=True)
+            messages.success(request, _("%(address)s is saved.") % {"address": alias.address})
+        elif not request.user.aliases.filter(address=test.address).exists():
+            alias = SendAsAlias(
+                account=request.user,
+                address=test.address,
+                display_name=test.display_name,
+                reply_to=test.reply_to,
+                treat_as_alias=test.treat_as_alias,
+            )
+            _create_alias(alias, connection_test.tested_server(test, None))
+            _flash_code_sent(request, alias)
+        connection_test.forget_password(test)
+    if test.alias_id:
+        return reverse("alias_list")
+    alias = request.user.aliases.filter(address=test.address).first()
+    return reverse("alias_confirm", args=[alias.pk]) if alias else reverse("alias_list")
 
 
 def _send_confirmation(alias: SendAsAlias) -> None:
@@ -167,9 +262,13 @@ def alias_resend(request: HttpRequest, pk: int) -> HttpResponse:
 def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
     """Edit name, reply-to and the SMTP server; a changed server is tested before it is saved."""
     alias = get_alias_for_user(request, pk)
-    form = AliasForm(request.POST or None, account=request.user, alias=alias)
-    server_form = _server_form(request, alias.smtp_server)
-    transcript: list[str] = []
+    test = _shown_test(request)
+    if test is not None and test.alias_id != alias.pk:
+        raise Http404
+    form = AliasForm(
+        request.POST or None, account=request.user, alias=alias, **_alias_initial(test)
+    )
+    server_form = _server_form(request, alias.smtp_server, test)
     if (
         request.method == "POST"
         and form.is_valid()
@@ -181,18 +280,31 @@ def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
             and server is not None
             and (server_form.has_changed() or server.is_paused or not server.last_test_ok)
         )
-        if not changed or _tested(request, server_form, server, alias.address, transcript):
-            _save_edit(form.alias(), server, server_form is not None)
+        if not changed:
+            _save_edit(form.alias(), server, server_form is not None, tested=False)
             messages.success(request, _("%(address)s is saved.") % {"address": alias.address})
             return redirect("alias_list")
+        test = _start_test(request, form, server, form.alias(), editing=True)
+        if test is not None:
+            return redirect(f"{reverse('alias_edit', args=[alias.pk])}?test={test.pk}")
     return render(
         request,
         "gateways/alias_edit.html",
-        {"alias": alias, "form": form, "server_form": server_form, "transcript": transcript},
+        {
+            "alias": alias,
+            "form": form,
+            "server_form": server_form,
+            "test": test,
+            "submit_label": _("Save"),
+        },
     )
 
 
-def _save_edit(alias: SendAsAlias, server: SmtpServer | None, server_editable: bool) -> None:
+def _save_edit(
+    alias: SendAsAlias, server: SmtpServer | None, server_editable: bool, tested: bool
+) -> None:
+    """Save the alias and its server as edited. The server's state is the connection test's
+    business (gateways.server_state): saving a name never ends a pause."""
     with transaction.atomic():
         old = alias.smtp_server
         if server_editable and server is None and old is not None:
@@ -201,11 +313,11 @@ def _save_edit(alias: SendAsAlias, server: SmtpServer | None, server_editable: b
             old.delete()
             return
         if server is not None:
-            if server.last_test_ok:
-                server.resume()  # a fresh successful test ends a pause after a refused password
             server.save()
             alias.smtp_server = server
         alias.save()
+        if tested:  # it passed just now: what waited for it goes at once
+            server_state.release_mail(alias)
 
 
 @login_required
@@ -250,7 +362,11 @@ def alias_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def alias_deliverability(request: HttpRequest, pk: int) -> HttpResponse:
-    """SPF and DMARC for the alias's domain, per path; loaded lazily into the send-as list."""
+    """SPF and DMARC for the alias's domain, per path; loaded lazily into the send-as list.
+
+    The DNS answers come from a worker (deliverability_checks); until they are in, the partial
+    says so and polls.
+    """
     alias = get_alias_for_user(request, pk)
     account = request.user
     # Which path mail as this alias takes today: asked of the one routing function.
@@ -259,21 +375,30 @@ def alias_deliverability(request: HttpRequest, pk: int) -> HttpResponse:
     signing_domain = route_for(account, alias.address, None).dkim_domain
     signed = bool(signing_domain and DkimKey.objects.active_for([signing_domain]).exists())
     server = alias.smtp_server
-    hints = deliverability.assess(
-        alias_domain=domain_of(alias.address),
-        envelope_domain=domain_of(account.email),
-        org_name=account.domain.name if account.domain else domain_of(account.email),
-        gateway_host=server.host if server else None,
-        using_gateway=route.kind == RouteKind.USER_GATEWAY,
-        resolver=dns.default_resolver(),
-        dkim_domain=signing_domain if signed else None,
-    )
+    alias_domain = domain_of(alias.address)
+    check = deliverability_checks.requested(alias_domain, server.host if server else "")
+    facts = deliverability_checks.facts_of(check)
+    hints = None
+    if facts is not None:
+        hints = deliverability.judge(
+            facts,
+            alias_domain=alias_domain,
+            envelope_domain=domain_of(account.email),
+            org_name=account.domain.name if account.domain else domain_of(account.email),
+            gateway_host=server.host if server else None,
+            using_gateway=route.kind == RouteKind.USER_GATEWAY,
+            dkim_domain=signing_domain if signed else None,
+        )
     template = (
         "gateways/partials/deliverability.html"
         if request.htmx
         else "gateways/alias_deliverability.html"
     )
-    return render(request, template, {"alias": alias, "hints": hints, "signed": signed})
+    return render(
+        request,
+        template,
+        {"alias": alias, "hints": hints, "signed": signed, "checking": check.finished_at is None},
+    )
 
 
 @login_required

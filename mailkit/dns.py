@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, Protocol, TypeVar
@@ -17,6 +18,21 @@ class Resolver(Protocol):
 
 def default_resolver() -> Resolver:
     return dns.resolver.Resolver()
+
+
+class DeadlineResolver:
+    """Every lookup through it shares one deadline: each gets at most what is left, and once
+    it is used up the rest time out at once (and come back as "unknown", not as a wait)."""
+
+    def __init__(self, resolver: Resolver, seconds: float) -> None:
+        self.resolver = resolver
+        self.ends = time.monotonic() + seconds
+
+    def resolve(self, qname: str, rdtype: str, lifetime: float | None = None):
+        left = self.ends - time.monotonic()
+        if left <= 0:
+            raise dns.exception.Timeout
+        return self.resolver.resolve(qname, rdtype, lifetime=min(lifetime or left, left))
 
 
 def mx_hosts(domain: str, resolver: Resolver | None = None, lifetime: float = 10.0) -> list[str]:

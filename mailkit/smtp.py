@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import BinaryIO
 
 import aiosmtplib
 from django.conf import settings
 from django.utils.translation import gettext as _
 
 from .netguard import UnsafeAddress, UnsafePort, check_port, connect_checked, parse_networks
+from .smtp_data import send_data
 
 
 class Security(StrEnum):
@@ -54,6 +57,11 @@ class Outcome:
     tls_failed: bool = False  # no verified TLS: not offered, bad certificate, handshake failed
     tls: bool = False  # the session was encrypted (verified too, unless OPPORTUNISTIC)
     note: str = ""  # which TLS policy applied, for the attempt record (MTA-STS)
+
+
+# The message to send: bytes, or a file read from its start in chunks (big messages); None for
+# the connection test's probe.
+Data = bytes | BinaryIO | None
 
 
 class _Failure(Exception):
@@ -108,6 +116,8 @@ class Connection:
         self.transcript = transcript
         self.client: aiosmtplib.SMTP | None = None
         self.broken = False  # the server went away; do not send the next message on it
+        self.reached = False  # the TCP connection is open
+        self.greeted = False  # the greeting came (over implicit TLS, if that was asked for)
         self.secured = False  # TLS is up (implicit, or after STARTTLS)
 
     async def open(self) -> None:
@@ -115,6 +125,7 @@ class Connection:
         check_port(target.port, settings.SENDGATE_SMTP_ALLOWED_PORTS)
         allowed = parse_networks(settings.SENDGATE_SMTP_ALLOWED_NETWORKS)
         sock = await connect_checked(target.host, target.port, allowed)
+        self.reached = True
         transcript.append(f"* connected to {target.label}")
         self.client = client = aiosmtplib.SMTP(
             hostname=target.host,
@@ -127,6 +138,7 @@ class Connection:
             timeout=settings.SENDGATE_SMTP_DEADLINE,
         )
         transcript.append(f"S: {_reply(await client.connect())}")
+        self.greeted = True
         self.secured = target.security is Security.TLS
         transcript.append(f"C: EHLO {settings.SENDGATE_SMTP_HELO_NAME}")
         transcript.append(f"S: {_reply(await client.ehlo())}")
@@ -148,21 +160,16 @@ class Connection:
                     _("Refusing to send the password over a connection without TLS."),
                     permanent=True,
                 )
-            transcript.append("C: AUTH (credentials hidden)")
-            transcript.append(f"S: {_reply(await client.login(target.username, target.password))}")
+            transcript.append(f"S: {_reply(await _authenticate(client, target, transcript))}")
 
-    async def transfer(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
+    async def transfer(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
         """Send one message (or, with ``data=None``, only probe MAIL FROM and reset)."""
         client, transcript = self.client, self.transcript
         try:
             transcript.append(f"C: MAIL FROM:<{mail_from}>")
             transcript.append(f"S: {_reply(await client.mail(mail_from))}")
-            if data is None:  # connection test: the sender was accepted, stop here
-                transcript.append("C: RSET")
-                await client.rset()
-                return Outcome(
-                    ok=True, reply=_("The server accepted the connection and the sender.")
-                )
+            if data is None:  # connection test: is this sender allowed to write to someone?
+                return await self._probe(mail_from, recipients)
             refused: dict[str, str] = {}
             for rcpt in recipients:
                 transcript.append(f"C: RCPT TO:<{rcpt}>")
@@ -178,7 +185,8 @@ class Connection:
                     permanent=all(reply.startswith("5") for reply in refused.values()),
                 )
             transcript.append("C: DATA")
-            response = await client.data(data)
+            body = io.BytesIO(data) if isinstance(data, bytes) else data
+            response = await send_data(client, body, client.timeout)
             transcript.append(f"S: {_reply(response)}")
             return Outcome(ok=True, reply=_reply(response), refused=refused)
         except (_Failure, aiosmtplib.SMTPResponseException):
@@ -190,6 +198,37 @@ class Connection:
                 self.broken = True
             raise
 
+    async def _probe(self, mail_from: str, recipients: list[str]) -> Outcome:
+        """RCPT TO after MAIL FROM, then RSET: many servers (Postfix with sender-login checks)
+        only refuse a sender these credentials may not use at RCPT, so a test that stopped after
+        MAIL FROM would pass credentials that cannot send a single message."""
+        client, transcript = self.client, self.transcript
+        for rcpt in recipients:
+            transcript.append(f"C: RCPT TO:<{rcpt}>")
+            try:
+                transcript.append(f"S: {_reply(await client.rcpt(rcpt))}")
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                transcript.append(f"S: {exc.code} {exc.message}")
+                permanent = 500 <= exc.code < 600
+                raise _Failure(
+                    _(
+                        "The server accepted the login but refused mail from %(sender)s "
+                        "(%(code)s %(text)s). Check that these credentials may send as this "
+                        "address."
+                    )
+                    % {"sender": mail_from, "code": exc.code, "text": exc.message},
+                    permanent=permanent,
+                    auth_failed=permanent,  # these credentials cannot send as this sender
+                ) from exc
+        transcript.append("C: RSET")
+        await client.rset()
+        return Outcome(
+            ok=True,
+            reply=_("The server accepted the connection, the sender and a recipient.")
+            if recipients
+            else _("The server accepted the connection and the sender."),
+        )
+
     async def close(self) -> None:
         if self.client is None:
             return
@@ -200,7 +239,28 @@ class Connection:
         self.client = None
 
 
-Job = tuple[str, list[str], bytes | None]  # envelope sender, recipients, message (None: probe)
+# The mechanism tried, best first. Sendgate only authenticates over TLS, where PLAIN is as safe as
+# any and the most widely working; CRAM-MD5 is often offered and then refused. One try only: a
+# wrong password should cost the user one failed login at their provider, not one per mechanism.
+AUTH_PREFERENCE = ("plain", "login", "cram-md5")
+
+
+async def _authenticate(
+    client: aiosmtplib.SMTP, target: Target, transcript: list[str]
+) -> aiosmtplib.SMTPResponse:
+    offered = [m for m in AUTH_PREFERENCE if m in client.server_auth_methods]
+    if not offered:
+        raise _Failure(
+            _("The server offers no login method Sendgate supports (PLAIN, LOGIN, CRAM-MD5)."),
+            permanent=True,
+        )
+    mechanism = offered[0]
+    transcript.append(f"C: AUTH {mechanism.upper()} (credentials hidden)")
+    method = getattr(client, f"auth_{mechanism.replace('-', '')}")
+    return await method(target.username, target.password)
+
+
+Job = tuple[str, list[str], Data]  # envelope sender, recipients, message (None: probe)
 
 
 class Sender:
@@ -209,9 +269,14 @@ class Sender:
     connection) and its own outcome. When the server cannot be reached or refuses us (TLS, AUTH),
     every later job gets that outcome without another try: a dead server costs one deadline."""
 
-    def __init__(self, target: Target, deadline: float | None = None) -> None:
+    def __init__(
+        self, target: Target, deadline: float | None = None, finish_by: float | None = None
+    ) -> None:
         self.target = target
         self.deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
+        # Event-loop time by which any job must be done, whatever is left of its own deadline:
+        # a message tried on several hosts has one deadline for all of them.
+        self.finish_by = finish_by
         self.transcript: list[str] = []
         self.connection: Connection | None = None
         self.open_failure: Outcome | None = None
@@ -229,11 +294,14 @@ class Sender:
                 outcomes.append(await self._send_one(*job))
         return outcomes
 
-    async def _send_one(self, mail_from: str, recipients: list[str], data: bytes | None) -> Outcome:
+    async def _send_one(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
         opening = self.connection is None
         started = asyncio.get_running_loop().time()
+        ends = asyncio.get_running_loop().time() + self.deadline
+        if self.finish_by is not None:
+            ends = min(ends, self.finish_by)
         try:
-            async with asyncio.timeout(self.deadline):
+            async with asyncio.timeout_at(ends):
                 if self.connection is None:
                     self.connection = Connection(self.target, self.transcript)
                     await self.connection.open()
@@ -242,6 +310,11 @@ class Sender:
         except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
             outcome = _describe(exc, self.target, self.deadline)
             outcome.tls = self.connection is not None and self.connection.secured
+            if self._maybe_starttls_port(exc):
+                outcome.error += " " + _(
+                    "The server may expect STARTTLS on this port: choose STARTTLS (usually port "
+                    "587), or implicit TLS on port 465."
+                )
             refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
             if opening or not refused_only or self.connection.broken:
                 await self.close()
@@ -251,6 +324,20 @@ class Sender:
         outcome.seconds = asyncio.get_running_loop().time() - started
         return outcome
 
+    def _maybe_starttls_port(self, exc: Exception) -> bool:
+        """Implicit TLS was chosen and the handshake broke off (not a certificate problem): the
+        classic sign of a STARTTLS port such as 587 answering in plain text."""
+        connection = self.connection
+        exc = _unwrapped(exc)
+        return (
+            self.target.security is Security.TLS
+            and connection is not None
+            and connection.reached
+            and not connection.greeted
+            and not isinstance(exc, ssl.SSLCertVerificationError)
+            and isinstance(exc, ssl.SSLError | aiosmtplib.SMTPException | OSError | TimeoutError)
+        )
+
     async def close(self) -> None:
         if self.connection is not None:
             await self.connection.close()
@@ -258,10 +345,14 @@ class Sender:
 
 
 async def send_many(
-    target: Target, jobs: list[Job], deadline: float | None = None, stop_at: float | None = None
+    target: Target,
+    jobs: list[Job],
+    deadline: float | None = None,
+    stop_at: float | None = None,
+    finish_by: float | None = None,
 ) -> list[Outcome | None]:
     """Send ``jobs`` over one connection and close it (see Sender)."""
-    sender = Sender(target, deadline)
+    sender = Sender(target, deadline, finish_by)
     try:
         return await sender.send(jobs, stop_at)
     finally:
@@ -272,7 +363,7 @@ async def run_session(
     target: Target,
     mail_from: str,
     recipients: list[str] | None = None,
-    data: bytes | None = None,
+    data: Data = None,
     deadline: float | None = None,
 ) -> Outcome:
     """Connect, secure, authenticate and send ``data`` (or only probe MAIL FROM when None)."""
@@ -280,8 +371,17 @@ async def run_session(
     return outcome  # never None: there is no stop_at
 
 
+def _unwrapped(exc: Exception) -> Exception:
+    """aiosmtplib reports a failed TLS handshake on connect as SMTPConnectError; the SSL error
+    inside says what actually went wrong (an untrusted certificate, a plain-text peer)."""
+    if isinstance(exc, aiosmtplib.SMTPConnectError) and isinstance(exc.__cause__, Exception):
+        return exc.__cause__
+    return exc
+
+
 def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
     """Map a failure to the sentence a user reads and whether retrying could help."""
+    exc = _unwrapped(exc)
     label = target.label
     if isinstance(exc, _Failure):
         return Outcome(

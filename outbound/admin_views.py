@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Min
+from django.db.models import Count, Min, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_POST
 
 from directory.access import get_domain_for_admin
 from directory.models import Domain
-from outbox.models import Message
+from outbox.models import DeliveryAttempt, ManualRetry, Message
+from outbox.retry import retry_now
 
 from .routing import RouteKind
 
@@ -29,6 +33,27 @@ class DeliveryFilter(forms.Form):
 
 def domain_messages(domain: Domain):
     return Message.objects.filter(account__domain=domain)
+
+
+def deferred_with_last_server(domain: Domain) -> QuerySet[Message]:
+    """The domain's deferred mail, each with the server its last attempt went to."""
+    last_server = (
+        DeliveryAttempt.objects.filter(message=OuterRef("pk")).order_by("-id").values("server")[:1]
+    )
+    return (
+        domain_messages(domain)
+        .filter(state=Message.State.DEFERRED)
+        .annotate(last_server=Subquery(last_server))
+    )
+
+
+def deferred_by_server(domain: Domain) -> list[dict]:
+    return list(
+        deferred_with_last_server(domain)
+        .values("last_server")
+        .annotate(count=Count("id"))
+        .order_by("-count", "last_server")
+    )
 
 
 def queue_counters(domain: Domain) -> dict:
@@ -83,6 +108,8 @@ def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
             "form": form,
             "page": page,
             "query": query.urlencode(),
+            "deferred_servers": deferred_by_server(domain),
+            "manual_retries": ManualRetry.objects.filter(domain=domain)[:10],
             **queue_counters(domain),
         },
     )
@@ -111,3 +138,58 @@ def delivery_detail(request: HttpRequest, pk: int, message_pk: int) -> HttpRespo
         template,
         {"domain": domain, "message": message, "attempts": message.attempts.all()},
     )
+
+
+@login_required
+@require_POST
+def delivery_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Retry now: the domain's deferred mail, or (with ``server``) what waits for one server."""
+    domain = get_domain_for_admin(request, pk)
+    if "server" in request.POST:
+        server = request.POST["server"]
+        waiting = deferred_with_last_server(domain).filter(last_server=server)
+        scope, subject = ManualRetry.Scope.SERVER, server
+    else:
+        waiting = deferred_with_last_server(domain)
+        scope, subject = ManualRetry.Scope.DOMAIN, domain.name
+    if not waiting.exists():
+        flash.error(request, gettext("No deferred mail waits there; nothing was changed."))
+    else:
+        retry = retry_now(
+            domain_messages(domain).filter(pk__in=waiting.values("pk")),
+            request.user,
+            scope,
+            subject,
+            domain,
+        )
+        flash.success(
+            request,
+            ngettext(
+                "Trying %(count)s deferred message again now.",
+                "Trying %(count)s deferred messages again now.",
+                retry.message_count,
+            )
+            % {"count": retry.message_count},
+        )
+    return redirect("delivery_log", pk=domain.pk)
+
+
+@login_required
+@require_POST
+def delivery_retry_message(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
+    domain = get_domain_for_admin(request, pk)
+    message = get_object_or_404(domain_messages(domain), pk=message_pk)
+    if message.state != Message.State.DEFERRED:
+        flash.error(
+            request, gettext("Only a message waiting for its next attempt can be retried now.")
+        )
+    else:
+        retry_now(
+            domain_messages(domain).filter(pk=message.pk),
+            request.user,
+            ManualRetry.Scope.MESSAGE,
+            message.message_id,
+            domain,
+        )
+        flash.success(request, gettext("Trying again now."))
+    return redirect("delivery_detail", pk=domain.pk, message_pk=message.pk)

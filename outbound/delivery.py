@@ -11,31 +11,36 @@ import logging
 import re
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from email.errors import MessageError
 from email.message import EmailMessage
+from tempfile import SpooledTemporaryFile
+from typing import BinaryIO
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Length
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from domainkeys.signing import Signer
+from gateways import server_state
 from gateways.models import SendAsAlias, SmtpServer
 from mailkit import dns
 from mailkit.logs import event
 from mailkit.mta_sts import Mode as StsMode
 from mailkit.mta_sts import Policy, PolicyFetcher
-from mailkit.smtp import Job, Outcome, Security, Sender, Target, run_session
-from outbox import notices
+from mailkit.smtp import Job, Outcome, Security, Sender, Target, send_many
+from outbox import bodies, notices
 from outbox.models import DeliveryAttempt, Message
 
 from . import metrics, mta_sts, reports
-from .headers import with_sender
+from .headers import HEADER_END, with_sender
 from .routing import Route, RouteKind, route_for
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sendgate.delivery")
 
 # What one delivery to one server did for some of a message's recipients.
 Results = list[tuple[str, list[str], Outcome]]
@@ -50,18 +55,29 @@ SETTLED_FIELDS = [
     "pending_recipients",
     "failed_recipients",
     "delay_warned_at",
+    "attempt_count",
 ]
-
-log = logging.getLogger("sendgate.delivery")
 
 
 def _claimable(now: datetime) -> Q:
-    due = Q(state__in=[Message.State.QUEUED, Message.State.DEFERRED], next_attempt_at__lte=now)
-    stale = Q(state=Message.State.SENDING, lease_until__lt=now)  # its worker died
-    return due | stale
+    return _due(now) | _stale(now)
 
 
-def claim(message_ids: list[int]) -> list[int]:
+def _due(now: datetime) -> Q:
+    return Q(state__in=[Message.State.QUEUED, Message.State.DEFERRED], next_attempt_at__lte=now)
+
+
+def _stale(now: datetime) -> Q:
+    return Q(state=Message.State.SENDING, lease_until__lt=now)  # its worker died
+
+
+@dataclass
+class Claim:
+    ids: list[int]
+    interrupted: set[int]  # taken back from a worker that stopped before recording an outcome
+
+
+def claim(message_ids: list[int]) -> Claim:
     """Take the due messages among ``message_ids`` for this worker; no two workers get the same.
 
     PostgreSQL: SELECT ... FOR UPDATE SKIP LOCKED. SQLite ignores row locks, but its IMMEDIATE
@@ -72,20 +88,27 @@ def claim(message_ids: list[int]) -> list[int]:
         due = Message.objects.filter(_claimable(now), pk__in=message_ids)
         if connection.features.has_select_for_update_skip_locked:
             due = due.select_for_update(skip_locked=True)
-        claimed = list(due.values_list("pk", flat=True))
+        rows = list(due.values_list("pk", "state"))
+        claimed = [pk for pk, _state in rows]
         Message.objects.filter(pk__in=claimed).update(
             state=Message.State.SENDING,
             lease_until=now + timedelta(seconds=settings.SENDGATE_CLAIM_LEASE_SECONDS),
             attempt_count=F("attempt_count") + 1,
         )
-    return claimed
+    return Claim(claimed, {pk for pk, state in rows if state == Message.State.SENDING})
 
 
 def routes_for(messages: list[Message]) -> dict[int, Route]:
-    """The route of each message, with one query for all the aliases involved."""
+    """The route of each message, with one query for all the aliases involved.
+
+    Passwords are not loaded here: one unreadable password must not stop the whole batch, so it is
+    decrypted later, per server (see ``_target``).
+    """
     aliases = {
         (a.account_id, a.address): a
-        for a in SendAsAlias.objects.select_related("smtp_server").filter(
+        for a in SendAsAlias.objects.select_related("smtp_server")
+        .defer("smtp_server__password")
+        .filter(
             account_id__in={m.account_id for m in messages},
             address__in={m.from_address for m in messages},
         )
@@ -112,6 +135,45 @@ def deliver(
 # Messages each server gets per round. Outcomes are saved after every round, so a worker killed
 # mid-batch can only have sent this many per server without a record (they are sent again).
 ROUND_SIZE = 5
+# A round also stops taking messages past this many bytes of bodies (but always takes one): a
+# worker holds only the bodies of the round it is sending, never the whole batch's.
+ROUND_BYTES = 32 * 1024 * 1024
+
+
+class InternalError(Outcome):
+    """Sendgate itself failed on this message (not the peer): an unreadable password, a bug."""
+
+
+def _internal_error(exc: BaseException) -> InternalError:
+    return InternalError(
+        ok=False,
+        error=_("Sendgate could not handle this message: %(error)s")
+        % {"error": f"{type(exc).__name__}: {exc}"},
+        # Retrying cannot help a message whose own bytes cannot be read.
+        permanent=isinstance(exc, UnicodeError | MessageError),
+    )
+
+
+def _interrupted() -> InternalError:
+    return InternalError(
+        ok=False,
+        error=_(
+            "The delivery worker stopped before it recorded an outcome (killed, out of memory "
+            "or out of time)."
+        ),
+    )
+
+
+@dataclass
+class Batch:
+    """One worker's claimed messages, their routes, and its time budget."""
+
+    messages: list[Message]
+    routes: dict[int, Route]
+    budget_ends: float  # time.monotonic(): no message starts after this
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() >= self.budget_ends
 
 
 def deliver_batch(
@@ -119,47 +181,170 @@ def deliver_batch(
     resolver: dns.Resolver | None = None,
     policy_fetcher: PolicyFetcher | None = None,
 ) -> None:
-    """Make one attempt for each due message no other worker has; safe to call twice."""
-    claimed = claim(message_ids)
-    if not claimed:
+    """Make one attempt for each due message no other worker has; safe to call twice.
+
+    Each message is on its own: whatever goes wrong with one of them is recorded on it as an
+    attempt, and the others go on.
+    """
+    taken = claim(message_ids)
+    if not taken.ids:
         return
     messages = list(
-        Message.objects.select_related("account__domain").filter(pk__in=claimed).order_by("pk")
+        Message.objects.select_related("account__domain")
+        .defer("raw")  # bodies are read round by round (see _next_round)
+        .annotate(raw_size=Length("raw"))
+        .filter(pk__in=taken.ids)
+        .order_by("pk")
     )  # a message deleted meanwhile is simply not here
-    routes = routes_for(messages)
-    signer = Signer()
-    by_server: dict[int, list[Message]] = defaultdict(list)
-    budget_ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
+    batch = Batch(messages, {}, time.monotonic() + settings.SENDGATE_BATCH_SECONDS)
+    messages = _route_each(batch)
+    messages = _note_interruptions(batch, messages, taken.interrupted)
+    by_target, direct = _sort_by_path(batch, messages)
+    signer = Signer()  # each domain's DKIM keys are read once per batch
+    for message in direct:
+        if batch.out_of_time():
+            _release([message.pk])  # out of time: the next batch takes it
+        else:
+            _record_isolated(
+                message,
+                batch.routes,
+                lambda m=message: _send_direct_now(m, batch, signer, resolver, policy_fetcher),
+            )
+    if by_target:
+        _send_through_servers(by_target, batch.routes, signer, batch.budget_ends)
+
+
+def _route_each(batch: Batch) -> list[Message]:
+    """Route every message; one the routing cannot handle gets an attempt with the error."""
+    try:
+        batch.routes.update(routes_for(batch.messages))
+        return batch.messages
+    except Exception:  # noqa: BLE001 - find the message(s) at fault, one by one
+        routed = []
+        for message in batch.messages:
+            try:
+                batch.routes.update(routes_for([message]))
+                routed.append(message)
+            except Exception as exc:  # noqa: BLE001
+                _record_unroutable(message, batch.routes, exc)
+        return routed
+
+
+def _note_interruptions(
+    batch: Batch, messages: list[Message], interrupted: set[int]
+) -> list[Message]:
+    """Record that a worker stopped mid-way on these messages; give up on one that keeps doing it.
+
+    The sweeper hands such messages out one per task, so a message that kills its worker (too
+    big, a bug) takes down only its own attempts, and after SENDGATE_SAME_ERROR_LIMIT of them it
+    fails with a report instead of looping.
+    """
+    going_on = []
     for message in messages:
-        route = routes[message.pk]
+        if message.pk not in interrupted:
+            going_on.append(message)
+            continue
+        outcome = _interrupted()
+        if _repeats(message, outcome.error) + 1 >= settings.SENDGATE_SAME_ERROR_LIMIT:
+            _record_isolated(
+                message, batch.routes, lambda m=message, o=outcome: _everyone(m, "", o)
+            )
+        else:
+            _attempt(message, batch.routes[message.pk], "", outcome).save()
+            going_on.append(message)
+    return going_on
+
+
+def _sort_by_path(
+    batch: Batch, messages: list[Message]
+) -> tuple[dict[Target, list[Message]], list[Message]]:
+    """Record held mail; group gateway mail by server connection; list direct-MX mail."""
+    direct: list[Message] = []
+    by_server: dict[int, list[Message]] = defaultdict(list)
+    for message in messages:
+        route = batch.routes[message.pk]
         if route.hold:
-            _record([(message, [("", message.pending_recipients, _held(message))])], routes)
+            _record_isolated(message, batch.routes, lambda m=message: _everyone(m, "", _held(m)))
         elif route.kind == RouteKind.DIRECT_MX:
-            if time.monotonic() >= budget_ends:
-                _release([message.pk])  # out of time: the next batch takes it
-            else:
-                _record(
-                    [(message, _send_direct(route, message, signer, resolver, policy_fetcher))],
-                    routes,
-                )
+            direct.append(message)
         else:
             by_server[route.server_id].append(message)
-    servers = SmtpServer.objects.in_bulk(list(by_server))
     by_target: dict[Target, list[Message]] = defaultdict(list)
     for server_id, server_messages in by_server.items():
-        # Same host, port, security and credentials: one connection, whoever's alias it is.
-        by_target[servers[server_id].target()].extend(server_messages)
-    if by_target:
-        _send_through_servers(by_target, routes, signer, budget_ends)
+        target = _target(server_id)
+        if isinstance(target, Outcome):  # e.g. its password cannot be decrypted
+            for message in server_messages:
+                _record_isolated(
+                    message, batch.routes, lambda m=message, o=target: _everyone(m, "", o)
+                )
+        else:
+            # Same host, port, security and credentials: one connection, whoever's alias it is.
+            by_target[target].extend(server_messages)
+    return by_target, direct
 
 
-def outgoing_data(message: Message, route: Route, signer: Signer) -> bytes:
-    """The bytes this route sends: the message as accepted, with the route's Sender: header,
-    signed (DKIM) last so that the signature covers that header."""
-    data = with_sender(bytes(message.raw), route.sender_header)
-    if route.kind == RouteKind.USER_GATEWAY:
-        return data  # the partner's server signs mail it sends; Sendgate never does
-    return signer.sign(data, route.dkim_domain)
+def _target(server_id: int) -> Target | Outcome:
+    """The server's dial parameters, or the error that stops anyone using it now."""
+    try:
+        return SmtpServer.objects.get(pk=server_id).target()
+    except Exception as exc:  # noqa: BLE001 - recorded on every message for this server
+        return _internal_error(exc)
+
+
+def _everyone(message: Message, label: str, outcome: Outcome) -> Results:
+    return [(label, list(message.pending_recipients), outcome)]
+
+
+def _record_unroutable(message: Message, routes: dict[int, Route], exc: Exception) -> None:
+    routes[message.pk] = Route(
+        kind=message.last_route,  # unknown this time; the attempt needs a value
+        rule="",
+        envelope_from=message.from_address,
+        sender_header=None,
+        server_id=None,
+        policy_version=message.account.policy_version,
+    )
+    _record([(message, _everyone(message, "", _internal_error(exc)))], routes)
+
+
+def _repeats(message: Message, reply: str) -> int:
+    """How many of the message's latest attempts in a row ended with exactly ``reply``."""
+    latest = message.attempts.order_by("-id").values_list("reply", flat=True)
+    count = 0
+    for previous in latest[: settings.SENDGATE_SAME_ERROR_LIMIT]:
+        if previous != reply:
+            break
+        count += 1
+    return count
+
+
+def _give_up_on_repeats(message: Message, results: Results) -> Results:
+    """An internal error that repeats SENDGATE_SAME_ERROR_LIMIT times in a row is final.
+
+    Returns new outcomes: one error (a server's unreadable password) may be shared by messages.
+    """
+    final = []
+    for label, recipients, outcome in results:
+        if (
+            isinstance(outcome, InternalError)
+            and not outcome.permanent
+            and _repeats(message, outcome.error) + 1 >= settings.SENDGATE_SAME_ERROR_LIMIT
+        ):
+            giving_up = _("(The same error %(count)s times in a row: giving up.)") % {
+                "count": settings.SENDGATE_SAME_ERROR_LIMIT
+            }
+            outcome = replace(outcome, permanent=True, error=f"{outcome.error} {giving_up}")
+        final.append((label, recipients, outcome))
+    return final
+
+
+def _record_isolated(message: Message, routes: dict[int, Route], results) -> None:
+    """Work out ``results()`` for one message and record it; any exception becomes its outcome."""
+    try:
+        done = [(message, results())]
+    except Exception as exc:  # noqa: BLE001 - recorded on this message; the batch goes on
+        done = [(message, _everyone(message, "", _internal_error(exc)))]
+    _record(done, routes)
 
 
 def _send_through_servers(
@@ -176,11 +361,6 @@ def _send_through_servers(
     not start is handed back.
     """
 
-    def job(message: Message) -> Job:
-        route = routes[message.pk]
-        data = outgoing_data(message, route, signer)
-        return (route.envelope_from, list(message.pending_recipients), data)
-
     async def together(coroutines) -> list:
         return await asyncio.gather(*coroutines)
 
@@ -190,23 +370,25 @@ def _send_through_servers(
     stop_at = loop.time() + (budget_ends - time.monotonic())  # the batch's one time budget
     try:
         while any(queues.values()):
-            this_round = {t: q[:ROUND_SIZE] for t, q in queues.items() if q}
-            for target, taken in this_round.items():
-                del queues[target][: len(taken)]
-            # Built (and signed) here, outside the event loop: signing reads keys with the ORM.
-            jobs = {t: [job(m) for m in taken] for t, taken in this_round.items()}
+            this_round: dict[Target, list[tuple[Message, Job]]] = {}
+            for target, taken in _next_round(queues).items():
+                jobs = _jobs(taken, routes, target, signer)
+                if jobs:
+                    this_round[target] = jobs
             outcomes = loop.run_until_complete(
-                together(senders[t].send(jobs[t], stop_at) for t in this_round)
+                together(
+                    senders[t].send([job for _m, job in jobs], stop_at)
+                    for t, jobs in this_round.items()
+                )
             )
             done, not_started = [], []
-            for (target, taken), sent in zip(this_round.items(), outcomes, strict=True):
-                for message, outcome in zip(taken, sent, strict=True):
+            for (target, jobs), sent in zip(this_round.items(), outcomes, strict=True):
+                for (message, _job), outcome in zip(jobs, sent, strict=True):
                     if outcome is None:
                         not_started.append(message.pk)
                     else:
-                        done.append(
-                            (message, [(target.label, message.pending_recipients, outcome)])
-                        )
+                        done.append((message, _everyone(message, target.label, outcome)))
+            _close_bodies(this_round)
             _record(done, routes)
             if not_started:
                 _release(not_started)
@@ -215,18 +397,123 @@ def _send_through_servers(
         loop.close()
 
 
+# A body larger than this goes to a temporary file, not memory, on its way to the socket.
+IN_MEMORY_BODY = 1024 * 1024
+# The header is looked for within this many bytes (then sent as it is).
+MAX_HEADER = 4 * 1024 * 1024
+
+
+def body_file(message_id: int, route: Route, signer: Signer | None = None) -> SpooledTemporaryFile:
+    """The message as it leaves by ``route`` (its Sender: header set, then DKIM-signed on the
+    domain path), copied from its row a chunk at a time into a temporary file: memory stays flat
+    whatever the message's size (except while a message is signed, see _signed)."""
+    sender_header = route.sender_header
+    out = SpooledTemporaryFile(max_size=IN_MEMORY_BODY)  # noqa: SIM115 - closed after its round
+    head = b""
+    pieces = bodies.chunks(message_id)
+    for piece in pieces:
+        head += piece
+        if HEADER_END.search(head) or len(head) > MAX_HEADER:
+            break
+    out.write(with_sender(head, sender_header))
+    for piece in pieces:
+        out.write(piece)
+    out.seek(0)
+    return _signed(out, route, signer)
+
+
+def _signed(out: SpooledTemporaryFile, route: Route, signer: Signer | None) -> SpooledTemporaryFile:
+    """``out`` with the route's DKIM signatures on top. Signing needs the whole message at once
+    (dkimpy), so a signed message is in memory once, briefly; a per-user gateway's mail is never
+    signed by Sendgate (the partner's server signs what it sends)."""
+    if (
+        signer is None
+        or route.kind == RouteKind.USER_GATEWAY
+        or not route.dkim_domain
+        or not signer.keys_for(route.dkim_domain)
+    ):
+        return out
+    with out:
+        data = out.read()
+    signed = SpooledTemporaryFile(max_size=IN_MEMORY_BODY)  # noqa: SIM115 - closed by the caller
+    signed.write(signer.sign(data, route.dkim_domain))
+    signed.seek(0)
+    return signed
+
+
+def _close_bodies(this_round: dict[Target, list[tuple[Message, Job]]]) -> None:
+    for jobs in this_round.values():
+        for _message, (_sender, _recipients, data) in jobs:
+            data.close()
+
+
+def _next_round(queues: dict[Target, list[Message]]) -> dict[Target, list[Message]]:
+    """Take up to ROUND_SIZE messages per server off ``queues``, within ROUND_BYTES in all."""
+    taken: dict[Target, list[Message]] = {}
+    size = 0
+    for target, queue in queues.items():
+        while queue and len(taken.get(target, ())) < ROUND_SIZE:
+            if size and size + queue[0].raw_size > ROUND_BYTES:
+                return taken
+            message = queue.pop(0)
+            size += message.raw_size
+            taken.setdefault(target, []).append(message)
+    return taken
+
+
+def _jobs(
+    messages: list[Message], routes: dict[int, Route], target: Target, signer: Signer
+) -> list[tuple[Message, Job]]:
+    """The SMTP job of each message; one that cannot be prepared is recorded and left out."""
+    jobs = []
+    for message in messages:
+        route = routes[message.pk]
+        try:
+            data = body_file(message.pk, route, signer)
+        except Exception as exc:  # noqa: BLE001 - recorded on this message; the round goes on
+            _record([(message, _everyone(message, target.label, _internal_error(exc)))], routes)
+            continue
+        jobs.append((message, (route.envelope_from, list(message.pending_recipients), data)))
+    return jobs
+
+
 def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
-    """Save attempts and outcomes of finished messages, with any reports, in one transaction."""
+    """Save attempts and outcomes of finished messages, with any reports, in one transaction.
+
+    If saving them together fails, each is saved on its own, so one bad message cannot lose the
+    others' outcomes; one that still cannot be saved gets a plain attempt with the error.
+    """
     if not done:
         return
-    made = [
+    try:
+        _save_outcomes(done, routes)
+    except Exception as exc:  # noqa: BLE001 - narrowed down below
+        if len(done) > 1:
+            for one in done:
+                _record([one], routes)
+        else:
+            _save_failure_plainly(done[0][0], routes, exc)
+
+
+def _save_failure_plainly(message: Message, routes: dict[int, Route], exc: Exception) -> None:
+    """The last resort: an attempt that says why its outcome could not be saved, and a retry."""
+    try:
+        message.refresh_from_db()
+        _save_outcomes([(message, _everyone(message, "", _internal_error(exc)))], routes)
+    except Exception:  # the database itself is failing: the lease brings the message back
+        log.exception("could not record the outcome of message %s", message.pk)
+
+
+def _save_outcomes(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
+    done = [(message, _give_up_on_repeats(message, results)) for message, results in done]
+    attempts = [
         (_attempt(message, routes[message.pk], label, outcome), outcome.seconds)
         for message, results in done
         for label, _rcpts, outcome in results
-        if label  # a held message made no attempt
+        if label or isinstance(outcome, InternalError)  # a held message made no attempt
     ]
     with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
-        DeliveryAttempt.objects.bulk_create([attempt for attempt, _seconds in made])
+        DeliveryAttempt.objects.bulk_create([attempt for attempt, _seconds in attempts])
         due_reports = [_settle(m, routes[m.pk], results) for m, results in done]
         _save_settled([m for m, _results in done])
         for (message, _results), notice in zip(done, due_reports, strict=True):
@@ -237,7 +524,7 @@ def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> No
             failed_auth = [o for _l, _r, o in results if o.auth_failed]
             if route.kind == RouteKind.USER_GATEWAY and failed_auth:
                 _pause_gateway(route.server_id, message, failed_auth[0].error)
-    for attempt, seconds in made:
+    for attempt, seconds in attempts:
         _observe(attempt, seconds)
 
 
@@ -298,73 +585,117 @@ def _held(message: Message) -> Outcome:
     )
 
 
-def _send_direct(
-    route: Route,
+def _send_direct_now(
     message: Message,
+    batch: Batch,
     signer: Signer,
     resolver: dns.Resolver | None,
     fetcher: PolicyFetcher | None,
 ) -> Results:
-    """Deliver to each recipient domain's MX hosts in preference order, under its MTA-STS
-    policy when it publishes one."""
+    route = batch.routes[message.pk]
+    # MTA-STS policies come from the database cache (or one HTTPS fetch): before the event loop.
+    domains = {rcpt.rsplit("@", 1)[1].lower() for rcpt in message.pending_recipients}
+    policies = {domain: mta_sts.policy_for(domain, resolver, fetcher) for domain in domains}
+    with body_file(message.pk, route, signer) as data:
+        return asyncio.run(_send_direct(route, message, data, resolver, policies))
+
+
+async def _send_direct(
+    route: Route,
+    message: Message,
+    data: BinaryIO,
+    resolver: dns.Resolver | None,
+    policies: dict[str, Policy | None],
+) -> Results:
+    """Deliver to each recipient domain's MX hosts in preference order (under its MTA-STS policy
+    when it has one), all of it within one SENDGATE_SMTP_DEADLINE: DNS, every domain and every
+    host share the message's one deadline."""
+    deadline = settings.SENDGATE_SMTP_DEADLINE
+    stop_at = asyncio.get_running_loop().time() + deadline
     by_domain: dict[str, list[str]] = defaultdict(list)
     for rcpt in message.pending_recipients:
         by_domain[rcpt.rsplit("@", 1)[1].lower()].append(rcpt)
-    data = outgoing_data(message, route, signer)
     sender_domain = message.account.domain
     security = (
         Security.STARTTLS
         if sender_domain and sender_domain.require_tls_direct
         else Security.OPPORTUNISTIC
     )
-    results = []
+    out_of_time = Outcome(
+        ok=False,
+        error=_("Delivery did not finish within %(seconds)s seconds.")
+        % {"seconds": f"{deadline:g}"},
+    )
+    results: Results = []
     for domain, group in by_domain.items():
+        left = stop_at - asyncio.get_running_loop().time()
+        if left <= 0:
+            results.append((domain, group, out_of_time))
+            continue
         try:
-            hosts = dns.mx_hosts(domain, resolver)
+            hosts = dns.mx_hosts(domain, resolver, lifetime=min(left, DNS_LIFETIME))
         except LookupError as exc:
             results.append((domain, group, Outcome(ok=False, error=str(exc), permanent=True)))
             continue
         except TimeoutError as exc:
             results.append((domain, group, Outcome(ok=False, error=str(exc))))
             continue
-        policy = mta_sts.policy_for(domain, resolver, fetcher)
-        label, outcome = _to_mx_hosts(
-            domain, hosts, (route.envelope_from, group, data), security, policy
-        )
+        mx = _MxJob(domain, security, policies.get(domain), route.envelope_from, group, data)
+        label, outcome = await _try_hosts(mx, hosts, stop_at, out_of_time)
         results.append((label, group, outcome))
     return results
 
 
-def _to_mx_hosts(
-    domain: str, hosts: list[str], job: Job, security: Security, policy: Policy | None
+# An MX lookup gets at most this many seconds (and never more than the message has left).
+DNS_LIFETIME = 10.0
+
+
+@dataclass(frozen=True)
+class _MxJob:
+    """One recipient domain's share of a message, and how its MX hosts may be reached."""
+
+    domain: str
+    security: Security  # the sender's domain's own rule: opportunistic or required STARTTLS
+    policy: Policy | None  # the recipient domain's MTA-STS policy, if it publishes one
+    envelope_from: str
+    recipients: list[str]
+    data: BinaryIO
+
+
+async def _try_hosts(
+    mx: _MxJob, hosts: list[str], stop_at: float, out_of_time: Outcome
 ) -> tuple[str, Outcome]:
-    """Try ``hosts`` in turn until one takes the message or refuses it for good.
+    """Try ``hosts`` in turn until one delivers or refuses for good, or the deadline passes.
 
     MTA-STS ``enforce``: only hosts the policy names, only over STARTTLS with a certificate valid
     for the host's name; anything else waits and retries, never in plaintext. ``testing``: the
     same check is made and its failure logged, but the message goes as it would without a policy.
     """
-    mail_from, recipients, data = job
-
-    def attempt(host: str, how: Security) -> tuple[str, Outcome]:
-        target = Target(host=host, port=settings.SENDGATE_DIRECT_MX_PORT, security=how)
-        return target.label, asyncio.run(run_session(target, mail_from, recipients, data))
-
-    mode = policy.mode if policy else StsMode.NONE
+    loop = asyncio.get_running_loop()
+    mode = mx.policy.mode if mx.policy else StsMode.NONE
     if mode is StsMode.ENFORCE:
-        named = [h for h in hosts if policy.matches(h)]
+        named = [h for h in hosts if mx.policy.matches(h)]
         if not named:
             error = _(
                 "MTA-STS enforce: none of the mail servers of %(domain)s (%(hosts)s) is named in "
                 "its policy (%(mx)s); the message waits rather than go to an unlisted server."
-            ) % {"domain": domain, "hosts": ", ".join(hosts), "mx": ", ".join(policy.mx)}
-            return domain, Outcome(ok=False, error=error, note=error)
+            ) % {"domain": mx.domain, "hosts": ", ".join(hosts), "mx": ", ".join(mx.policy.mx)}
+            return mx.domain, Outcome(ok=False, error=error, note=error)
         hosts = named
-    label, outcome = domain, Outcome(ok=False, error=_("No mail exchanger answered."))
+
+    async def attempt(host: str, how: Security) -> tuple[str, Outcome]:
+        target = Target(host=host, port=settings.SENDGATE_DIRECT_MX_PORT, security=how)
+        job = (mx.envelope_from, mx.recipients, mx.data)
+        [outcome] = await send_many(target, [job], finish_by=stop_at)
+        return target.label, outcome
+
+    label, outcome = hosts[0], Outcome(ok=False, error=_("No mail exchanger answered."))
     for host in hosts:
+        if stop_at - loop.time() <= 0:
+            return label, out_of_time if label == hosts[0] else outcome
         names = {"host": host}
         if mode is StsMode.ENFORCE:
-            label, outcome = attempt(host, Security.STARTTLS)
+            label, outcome = await attempt(host, Security.STARTTLS)
             if outcome.tls:
                 outcome.note = _("MTA-STS enforce: certificate valid for %(host)s") % names
             elif outcome.tls_failed:
@@ -373,20 +704,20 @@ def _to_mx_hosts(
                 )
             else:
                 outcome.note = _("MTA-STS enforce: %(host)s could not be reached") % names
-        elif mode is StsMode.TESTING and not policy.matches(host):
-            log.warning("MTA-STS testing: %s is not named in the policy of %s", host, domain)
-            label, outcome = attempt(host, security)
+        elif mode is StsMode.TESTING and not mx.policy.matches(host):
+            log.warning("MTA-STS testing: %s is not named in the policy of %s", host, mx.domain)
+            label, outcome = await attempt(host, mx.security)
             outcome.note = (
                 _("MTA-STS testing: %(host)s is not named in the policy; sent as without one")
                 % names
             )
         elif mode is StsMode.TESTING:
-            label, outcome = attempt(host, Security.STARTTLS)
+            label, outcome = await attempt(host, Security.STARTTLS)
             if outcome.tls:
                 outcome.note = _("MTA-STS testing: certificate valid for %(host)s") % names
             elif not outcome.tls_failed:
                 outcome.note = _("MTA-STS testing: %(host)s could not be reached") % names
-            elif security is Security.STARTTLS:
+            elif mx.security is Security.STARTTLS:
                 # The sender's own domain requires verified TLS: no second try without it.
                 outcome.note = (
                     _("MTA-STS testing: no verified TLS with %(host)s, nothing sent") % names
@@ -394,13 +725,13 @@ def _to_mx_hosts(
             else:
                 log.warning("MTA-STS testing: %s: %s", host, outcome.error)
                 failure = outcome.error
-                label, outcome = attempt(host, security)
+                label, outcome = await attempt(host, mx.security)
                 outcome.note = _(
                     "MTA-STS testing: verified TLS with %(host)s failed (%(error)s); sent as "
                     "without a policy"
                 ) % (names | {"error": failure})
         else:
-            label, outcome = attempt(host, security)
+            label, outcome = await attempt(host, mx.security)
         if outcome.ok or outcome.permanent:
             break
     return label, outcome
@@ -432,9 +763,7 @@ def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> D
 
 def _pause_gateway(server_id: int, message: Message, reason: str) -> None:
     """Stop using a user's gateway that refused its credentials, and tell its owner once."""
-    if SmtpServer.pause_if_running(server_id, reason):
-        event(log, "gateway.paused", logging.WARNING, server=server_id, by="delivery")
-        notices.notify_gateway_paused(message.account, message.from_address, reason)
+    server_state.pause(server_id, reason, message.account, message.from_address)
 
 
 @dataclass
@@ -481,6 +810,11 @@ def _settle(message: Message, route: Route, results: Results) -> EmailMessage | 
         message.mark_sent(route.kind, tally.last_reply)
     elif not tally.pending:
         message.mark_failed(route.kind, tally.last_reply)
+    elif route.hold:
+        # Waiting for its owner is not a failed try: it does not push the back-off further, and
+        # fixing the server makes it due at once anyway (gateways.server_state).
+        message.attempt_count = max(message.attempt_count - 1, 0)
+        message.defer(now + retry_delay(1), route.kind, tally.last_reply)
     else:
         message.defer(now + retry_delay(message.attempt_count), route.kind, tally.last_reply)
         warn_delay = _delay_warning_due(message, now)
@@ -507,10 +841,18 @@ def _delay_warning_due(message: Message, now: datetime) -> bool:
 
 def retry_delay(attempt_count: int) -> timedelta:
     schedule = settings.SENDGATE_RETRY_MINUTES
-    return timedelta(minutes=schedule[min(attempt_count, len(schedule)) - 1])
+    return timedelta(minutes=schedule[min(max(attempt_count, 1), len(schedule)) - 1])
 
 
-def due_message_ids(limit: int = 5000) -> list[int]:
-    """What the sweeper should wake a worker for: due retries, lost tasks, dead workers' claims."""
-    claimable = Message.objects.filter(_claimable(timezone.now()))
+def due_message_ids(limit: int = 5000, interrupted: bool = True) -> list[int]:
+    """What the sweeper should wake a worker for: due retries, lost tasks, dead workers' claims
+    (``interrupted=False`` leaves the last out)."""
+    now = timezone.now()
+    claimable = Message.objects.filter(_claimable(now) if interrupted else _due(now))
     return list(claimable.order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+
+
+def interrupted_message_ids(message_ids: list[int]) -> list[int]:
+    """Those of ``message_ids`` whose worker stopped while it had them."""
+    stale = Message.objects.filter(_stale(timezone.now()), pk__in=message_ids)
+    return list(stale.values_list("pk", flat=True))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+HEADER_END = re.compile(rb"\r?\n\r?\n")
 
 
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
     """Return (header lines, rest); ``rest`` starts with the blank line that ends the header."""
-    match = _HEADER_END.search(raw)
+    match = HEADER_END.search(raw)
     # Split after the last header line's own line break.
     split = raw.index(b"\n", match.start()) + 1 if match else len(raw)
     return raw[:split], raw[split:]

@@ -13,16 +13,19 @@ import ssl
 import time
 import warnings
 from base64 import b64decode
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from tempfile import SpooledTemporaryFile
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connection
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from directory.models import Account
 
@@ -57,6 +60,8 @@ class ListenerConfig:
     max_message_bytes: int
     plaintext_auth_on_loopback: bool = False
     reuse_port: bool = False  # several listener processes may share the ports
+    max_sessions_per_ip: int = 20
+    max_sessions_per_account: int = 10
 
     @classmethod
     def from_settings(cls, **overrides: Any) -> ListenerConfig:
@@ -70,6 +75,8 @@ class ListenerConfig:
             "hostname": settings.SENDGATE_SUBMISSION_HOSTNAME,
             "max_message_bytes": settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES,
             "plaintext_auth_on_loopback": settings.SENDGATE_SUBMISSION_PLAINTEXT_AUTH_ON_LOOPBACK,
+            "max_sessions_per_ip": settings.SENDGATE_SUBMISSION_MAX_SESSIONS_PER_IP,
+            "max_sessions_per_account": settings.SENDGATE_SUBMISSION_MAX_SESSIONS_PER_ACCOUNT,
         }
         return cls(**(values | overrides))
 
@@ -94,6 +101,10 @@ async def in_db(function: Callable, *args: Any) -> Any:
         except DatabaseError:
             connection.close()
             raise
+        finally:
+            # With DEBUG (the demo) Django keeps every query of this long-lived process, each
+            # INSERT with its message's bytes: a listener that never serves a page drops them.
+            connection.queries_log.clear()
 
     return await sync_to_async(guarded, thread_sensitive=True)()
 
@@ -135,14 +146,60 @@ def _refusal(reply: str) -> AuthResult:
     return AuthResult(success=False, handled=False, message=reply)
 
 
+class SessionCounts:
+    """Open sessions per client address and per account, so one sender cannot take every slot
+    (and the memory that comes with them) from the others."""
+
+    def __init__(self, per_ip: int, per_account: int) -> None:
+        self.per_ip, self.per_account = per_ip, per_account
+        self.by_ip: Counter[str] = Counter()
+        self.by_account: Counter[int] = Counter()
+
+    def enter_ip(self, ip: str) -> bool:
+        if self.by_ip[ip] >= self.per_ip:
+            return False
+        self.by_ip[ip] += 1
+        return True
+
+    def enter_account(self, account_id: int) -> bool:
+        if self.by_account[account_id] >= self.per_account:
+            return False
+        self.by_account[account_id] += 1
+        return True
+
+    def leave(self, counter: Counter, key: object) -> None:
+        counter[key] -= 1
+        if counter[key] <= 0:
+            del counter[key]
+
+
+# A message bigger than this waits for its handler on disk, not in the listener's memory.
+SPOOL_IN_MEMORY = 1024 * 1024
+
+TOO_MANY_FROM_IP = gettext_noop("421 4.7.0 Too many connections from your address; try again later")
+TOO_MANY_FOR_ACCOUNT = gettext_noop("421 4.7.0 Too many sessions for this account; try again later")
+
+
 class SubmissionSMTP(SMTP):
     """aiosmtpd's SMTP, with the TLS demand relaxed per connection for loopback clients (demo),
-    and a session that ends as soon as its login is revoked."""
+    caps on concurrent sessions per client address and per account, and a session that ends as
+    soon as its login is revoked."""
 
-    def __init__(self, handler, *, implicit_tls: bool, plaintext_on_loopback: bool, **kwargs):
+    def __init__(
+        self,
+        handler,
+        *,
+        implicit_tls: bool,
+        plaintext_on_loopback: bool,
+        counts: SessionCounts,
+        **kwargs,
+    ):
         super().__init__(handler, **kwargs)
         self.implicit_tls = implicit_tls
         self.plaintext_on_loopback = plaintext_on_loopback
+        self.counts = counts
+        self.counted_ip: str | None = None
+        self.counted_account: int | None = None
         self.login_revoked = False
         self._valid_until = 0.0  # time.monotonic() up to which the last check holds
 
@@ -179,23 +236,90 @@ class SubmissionSMTP(SMTP):
             self.transport.close()
         return True
 
-    @syntax("DATA")
-    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802
-        await super().smtp_DATA(arg)
-        if self.login_revoked and self.transport is not None:
-            # handle_DATA found the login revoked while the message was on its way: it answered
-            # 421 and stored nothing; the session ends here.
-            self.transport.close()
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self._original_transport is None  # False when called again after STARTTLS
-        if first and self.plaintext_on_loopback:
-            peer = transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and _is_loopback(peer[0]):
-                # aiosmtpd has only a per-server switch; this is the one connection's copy.
-                self._auth_require_tls = False
-                self.require_starttls = False
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if isinstance(peer, tuple) else ""
+        if first and self.plaintext_on_loopback and _is_loopback(ip):
+            # aiosmtpd has only a per-server switch; this is the one connection's copy.
+            self._auth_require_tls = False
+            self.require_starttls = False
+        if first and self.counts.enter_ip(ip):
+            self.counted_ip = ip
         super().connection_made(transport)
+
+    async def _handle_client(self) -> None:
+        if self.counted_ip is None:
+            log.warning("submission: too many sessions from %s", _peer_ip(self.session))
+            await self.push(_(TOO_MANY_FROM_IP))
+            self.transport.close()
+            return
+        await super()._handle_client()
+
+    async def refuse_for_account(self) -> None:
+        await self.push(_(TOO_MANY_FOR_ACCOUNT))
+        self.transport.close()
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command hook
+        """DATA into a temporary file (memory up to SPOOL_IN_MEMORY, then disk) instead of
+        aiosmtpd's list of lines: a session holds one line of a big message, not all of it.
+
+        The same checks and replies as aiosmtpd's own smtp_DATA (aiosmtpd 1.4).
+        """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        spool = SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - closed below
+        try:
+            problem = await self._receive_data(spool)
+            if problem:
+                await self.push(problem)
+                self._set_post_data_state()
+                return
+            spool.seek(0)
+            self.envelope.content = self.envelope.original_content = spool
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
+            await self.push("250 OK" if status is MISSING else status)
+            if self.login_revoked and self.transport is not None:
+                # handle_DATA found the login revoked while the message was on its way: it
+                # answered 421 and stored nothing; the session ends here.
+                self.transport.close()
+        finally:
+            spool.close()
+
+    async def _receive_data(self, spool: SpooledTemporaryFile) -> str:
+        """Read lines up to the lone dot into ``spool``, dot-unstuffed; a refusal, or ''."""
+        size, limit, problem = 0, self.data_size_limit, ""
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError as exc:  # a line over the stream limit
+                problem = "500 Line too long (see RFC5321 4.5.3.1.6)"
+                await self._reader.read(exc.consumed)
+                continue
+            if line == b".\r\n":
+                return problem
+            size += len(line)
+            if limit and size > limit and not problem:
+                problem = "552 Error: Too much mail data"
+            if not problem:
+                spool.write(line[1:] if line.startswith(b".") else line)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.counted_ip is not None:
+            self.counts.leave(self.counts.by_ip, self.counted_ip)
+            self.counted_ip = None
+        if self.counted_account is not None:
+            self.counts.leave(self.counts.by_account, self.counted_account)
+            self.counted_account = None
+        super().connection_lost(error)
 
 
 class SubmissionHandler:
@@ -262,6 +386,11 @@ class SubmissionHandler:
             failures = await in_db(credentials.record_failure, ip, login)
             await asyncio.sleep(credentials.failure_delay(failures))
             return AuthResult(success=False, handled=False)
+        if server.counted_account is None and not server.counts.enter_account(match.account.pk):
+            log.warning("submission: too many sessions for %s", match.account.email)
+            await server.refuse_for_account()
+            return AuthResult(success=False, handled=True)
+        server.counted_account = match.account.pk
         await in_db(credentials.record_use, match)
         log.info("submission AUTH ok for %s from %s", match.account.email, ip)
         return AuthResult(success=True, auth_data=Identity(match.account, login, match.pk))
@@ -336,13 +465,18 @@ class SubmissionHandler:
 
 
 def protocol_factory(
-    config: ListenerConfig, handler: SubmissionHandler, *, implicit_tls: bool
+    config: ListenerConfig,
+    handler: SubmissionHandler,
+    counts: SessionCounts,
+    *,
+    implicit_tls: bool,
 ) -> Callable[[], SubmissionSMTP]:
     def make() -> SubmissionSMTP:
         return SubmissionSMTP(
             handler,
             implicit_tls=implicit_tls,
             plaintext_on_loopback=config.plaintext_auth_on_loopback,
+            counts=counts,
             hostname=config.hostname,
             ident="Sendgate ESMTP",
             data_size_limit=config.max_message_bytes,
@@ -362,9 +496,11 @@ async def start_servers(config: ListenerConfig) -> list[asyncio.base_events.Serv
     """Open the STARTTLS port and, if configured, the implicit-TLS port."""
     loop = asyncio.get_running_loop()
     handler = SubmissionHandler(config.hostname)
+    # One count for both ports: a sender cannot double its share by using the other one.
+    counts = SessionCounts(config.max_sessions_per_ip, config.max_sessions_per_account)
     servers = [
         await loop.create_server(
-            protocol_factory(config, handler, implicit_tls=False),
+            protocol_factory(config, handler, counts, implicit_tls=False),
             config.host,
             config.port,
             reuse_port=config.reuse_port or None,
@@ -373,7 +509,7 @@ async def start_servers(config: ListenerConfig) -> list[asyncio.base_events.Serv
     if config.tls_port:
         servers.append(
             await loop.create_server(
-                protocol_factory(config, handler, implicit_tls=True),
+                protocol_factory(config, handler, counts, implicit_tls=True),
                 config.host,
                 config.tls_port,
                 ssl=config.tls_context,

@@ -6,11 +6,13 @@ a ``Refused`` carrying the SMTP reply; sendmail turns it into an exit status.
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from email.headerregistry import Address
 from email.parser import Parser
 from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -22,7 +24,7 @@ from mailkit.addresses import domain_of, normalize_address
 from outbox.models import Message
 from outbox.queue import queue
 
-from .headers import split_header, with_headers, without_headers
+from .headers import HEADER_END, split_header, with_headers, without_headers
 from .intake import sendable_addresses
 
 
@@ -121,29 +123,52 @@ def from_header_address(raw: bytes) -> str:
     return addresses[0].addr_spec
 
 
+# Bytes of the message read at a time, from a spooled submission into the outbox row.
+CHUNK = 4 * 1024 * 1024
+# The header is looked for within this many bytes.
+MAX_HEADER = 4 * 1024 * 1024
+
+
+def _split_off_header(content: BinaryIO) -> tuple[bytes, bytes]:
+    """Read ``content`` up to the end of its header: (header lines, what was read past them)."""
+    read = b""
+    while piece := content.read(64 * 1024):
+        read += piece
+        if HEADER_END.search(read) or len(read) > MAX_HEADER:
+            break
+    return split_header(read)
+
+
 def submit(
     account: Account,
     envelope_from: str,
     recipients: list[str],
-    raw: bytes,
+    content: bytes | BinaryIO,
     received: str,
 ) -> Message:
     """Check everything, then commit the message to the outbox; refuse with ``Refused``.
 
-    ``received`` is the ``Received:`` value up to the date, which is added here.
+    ``content`` may be a file (the listener spools big messages to disk): only its header is
+    held in memory; the rest goes into the outbox row a chunk at a time. ``received`` is the
+    ``Received:`` value up to the date, which is added here.
     """
     check_domain_verified(account)
+    if isinstance(content, bytes):
+        content = io.BytesIO(content)
+    size = content.seek(0, io.SEEK_END)
+    content.seek(0)
     allowed = allowed_senders(account)  # one query for the envelope and the From header
     check_sender(account, envelope_from, allowed)
     if not recipients:
         raise Refused(_("554 5.5.1 No valid recipients"))
     recipients = [check_recipient(r) for r in recipients]
     check_recipient_count(len(recipients))
-    if len(raw) > settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES:
+    if size > settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES:
         raise Refused(_("552 5.3.4 Message too big"))
     check_daily_limit(account)
+    head, past_head = _split_off_header(content)
     try:
-        from_address = check_sender(account, from_header_address(raw), allowed)
+        from_address = check_sender(account, from_header_address(head), allowed)
     except Refused as refusal:
         if refusal.code == 501:
             raise Refused(_("550 5.7.1 The From header holds no valid address")) from None
@@ -151,7 +176,6 @@ def submit(
             _("550 5.7.1 The From header must be your primary address or a verified send-as alias")
         ) from None
 
-    head, _rest = split_header(raw)
     headers = Parser(policy=default_policy).parsestr(
         head.decode("utf-8", "replace"), headersonly=True
     )
@@ -164,6 +188,9 @@ def submit(
         message_id = make_msgid(domain=domain_of(from_address))
         added.append(f"Message-ID: {message_id}")
     # Bcc recipients are in the envelope; the header would tell every recipient about them.
-    raw = with_headers(without_headers(raw, {"bcc"}), added)
+    head = with_headers(without_headers(head, {"bcc"}), added)
     subject = " ".join(str(headers["subject"] or "").split())  # unfolded, no control characters
-    return queue(account, from_address, recipients, subject, message_id[:255], raw)
+    rest = iter(lambda: content.read(CHUNK), b"")
+    return queue(
+        account, from_address, recipients, subject, message_id[:255], head + past_head, rest
+    )

@@ -11,7 +11,7 @@ def deliver_message(message_id: int) -> None:
     """Wake-up for a newly accepted message. It takes whatever else is due along (up to a batch),
     so a burst of intake turns into batches that share connections; the wake-ups of messages
     already taken find nothing left to claim and return at once."""
-    others = delivery.due_message_ids(limit=settings.SENDGATE_BATCH_SIZE - 1)
+    others = delivery.due_message_ids(limit=settings.SENDGATE_BATCH_SIZE - 1, interrupted=False)
     delivery.deliver_batch([message_id, *(pk for pk in others if pk != message_id)])
 
 
@@ -25,6 +25,12 @@ def deliver_messages(message_ids: list[int]) -> None:
 def sweep_outbox() -> None:
     """Beat: re-queue due and abandoned messages; the outbox row, not the task, is the truth."""
     ids = delivery.due_message_ids()
+    interrupted = set(delivery.interrupted_message_ids(ids))
+    # A message whose worker died may be what killed it: it goes alone, and cannot take a whole
+    # batch down with it again.
+    for pk in interrupted:
+        deliver_messages.delay([pk])
+    ids = [pk for pk in ids if pk not in interrupted]
     size = settings.SENDGATE_BATCH_SIZE
     for start in range(0, len(ids), size):
         deliver_messages.delay(ids[start : start + size])

@@ -9,8 +9,10 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
 
-from outbox.models import Message
+from outbox.models import ManualRetry, Message
+from outbox.retry import retry_now
 
 from .forms import ComposeForm
 from .intake import Attachment, accept_message, sendable_addresses
@@ -73,3 +75,24 @@ def sent_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "outbound/partials/message_status.html" if request.htmx else "outbound/sent_detail.html"
     )
     return render(request, template, {"message": message, "attempts": message.attempts.all()})
+
+
+@login_required
+@require_POST
+def sent_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Try a deferred message again now instead of at its next scheduled attempt."""
+    message = get_message_for_user(request, pk)
+    if message.state != Message.State.DEFERRED:
+        messages.error(
+            request, _("Only a message waiting for its next attempt can be retried now.")
+        )
+    else:
+        retry_now(
+            Message.objects.for_sender(request.user).filter(pk=message.pk),
+            request.user,
+            ManualRetry.Scope.MESSAGE,
+            message.message_id,
+            request.user.domain,
+        )
+        messages.success(request, _("Trying again now."))
+    return redirect("sent_detail", pk=message.pk)

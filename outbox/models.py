@@ -139,3 +139,30 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_id} via {self.route}: {self.outcome}"
+
+
+class ManualRetry(models.Model):
+    """Audit record: someone asked for deferred mail to be tried again now."""
+
+    class Scope(models.TextChoices):
+        MESSAGE = "message", _("One message")
+        SERVER = "server", _("Everything waiting for one server")
+        DOMAIN = "domain", _("Everything waiting in the domain")
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_by_email = models.EmailField()  # kept if the account goes
+    requested_at = models.DateTimeField(default=timezone.now)
+    domain = models.ForeignKey(
+        "directory.Domain", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    scope = models.CharField(max_length=10, choices=Scope.choices)
+    subject = models.CharField(max_length=300)  # the message's ID, the server, or the domain
+    message_count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.requested_by_email}: retry {self.scope} {self.subject}"

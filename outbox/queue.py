@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
 from prometheus_client import Counter
 
 from directory.models import Account
 
+from . import bodies
 from .models import Message
 
 # Delivery sits above the outbox (it reads send-as servers, and send-as queues its codes here), so
@@ -28,9 +34,14 @@ def queue(
     subject: str,
     message_id: str,
     raw: bytes,
+    rest: Iterable[bytes] = (),
     kind: str = Message.Kind.MAIL,
 ) -> Message:
-    """Commit the message, then wake a worker; the sweeper finds it if that wake-up is lost."""
+    """Commit the message, then wake a worker; the sweeper finds it if that wake-up is lost.
+
+    ``rest`` continues ``raw`` (a big message read a chunk at a time): it is appended to the
+    row in the same transaction, so a worker only ever sees the whole message.
+    """
     with transaction.atomic():
         message = Message.objects.create(
             account=account,
@@ -42,6 +53,29 @@ def queue(
             message_id=message_id,
             raw=raw,
         )
+        for chunk in rest:
+            bodies.append(message.pk, chunk)
         transaction.on_commit(lambda: current_app.send_task(WAKE_UP_TASK, args=[message.pk]))
     MESSAGES_QUEUED.labels(kind).inc()
     return message
+
+
+# Wakes a worker for a list of messages (a batch).
+BATCH_TASK = "outbound.tasks.deliver_messages"
+
+
+def make_due(messages: QuerySet[Message]) -> list[int]:
+    """Make the deferred ones among ``messages`` due now and wake workers for them; return them.
+
+    Used when the cause of a delay is fixed (a corrected password) and for "Retry now".
+    """
+    with transaction.atomic():
+        ids = list(messages.filter(state=Message.State.DEFERRED).values_list("pk", flat=True))
+        Message.objects.filter(pk__in=ids, state=Message.State.DEFERRED).update(
+            next_attempt_at=timezone.now()
+        )
+        size = settings.SENDGATE_BATCH_SIZE
+        for start in range(0, len(ids), size):
+            chunk = ids[start : start + size]
+            transaction.on_commit(lambda c=chunk: current_app.send_task(BATCH_TASK, args=[c]))
+    return ids

@@ -21,6 +21,7 @@ from directory.models import Account, Domain, OrgUnit
 from gateways.models import SmtpServer
 from policy.models import OutboundPolicy
 
+from .fault_peer import FaultPeer, Script
 from .services import missing
 
 try:
@@ -488,3 +489,54 @@ def chromium_page():
         context.close()
         browser.close()
         assert violations == [], "the console broke its own Content-Security-Policy"
+
+
+# --- scripted misbehaving SMTP peers (tests/fault_peer.py) ------------------------------------
+
+
+@pytest.fixture
+def fault_peer():
+    peers = []
+
+    def start(**script) -> FaultPeer:
+        peer = FaultPeer(Script(**script))
+        peers.append(peer)
+        return peer
+
+    yield start
+    for peer in peers:
+        peer.stop()
+
+
+@pytest.fixture
+def gateway_is(people, trust_test_ca):
+    """Make a peer example.com's outbound gateway (plain SMTP: the faults are the point here)."""
+
+    def use(peer: FaultPeer) -> FaultPeer:
+        people.domain.outbound_gateway = SmtpServer.objects.create(
+            host="localhost", port=peer.port, security=SmtpServer.Security.NONE, last_test_ok=True
+        )
+        people.domain.save()
+        return peer
+
+    return use
+
+
+# --- connection tests run by a worker -----------------------------------------------------------
+
+
+def submitted(client, response):
+    """After a send-as form POST: do what a worker does for the connection test it started (if
+    any), then show the page the user ends up on."""
+    from django.urls import reverse
+
+    from gateways.connection_test import run_test
+    from gateways.models import ConnectionTest
+
+    location = response.headers.get("Location", "")
+    if response.status_code != 302 or "?test=" not in location:
+        return response
+    pk = int(location.rsplit("?test=", 1)[1])
+    assert ConnectionTest.objects.get(pk=pk).is_running
+    run_test(pk)
+    return client.get(reverse("connection_test_status", args=[pk]), follow=True)

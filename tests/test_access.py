@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import pytest
 from django.urls import URLResolver, get_resolver, resolve, reverse
+from django.utils import timezone
+from django_otp_webauthn.models import WebAuthnCredential
 
 from directory.models import Account, AuditEvent
 from domainkeys.models import DkimKey
-from gateways.models import SendAsAlias
+from gateways.models import ConnectionTest, SendAsAlias
 from outbound.models import AppPassword
 from outbox.models import Message
+from signin.models import ConsoleSession
 
 from .conftest import PASSWORD
 
@@ -37,7 +40,20 @@ def login(client, account) -> None:
 def id_pages(people, alias, message, dkim_key) -> list[tuple[str, str]]:
     domain, unit = people.domain.pk, people.domain.root_unit.pk
     app_password = AppPassword.objects.create(account=people.user, name="x", password_hash="x")
+    test = ConnectionTest.objects.create(account=people.user, host="smtp.partner.test")
+    session = ConsoleSession.objects.create(
+        account=people.user, session_key="ann-laptop", last_seen_at=timezone.now()
+    )
+    passkey = WebAuthnCredential.objects.create(
+        user=people.user, name="Laptop", credential_id=b"x", public_key=b"y", sign_count=0
+    )
     return [
+        ("post", reverse("session_end", args=[session.pk])),
+        ("post", reverse("passkey_remove", args=[passkey.pk])),
+        ("get", reverse("connection_test_status", args=[test.pk])),
+        ("post", reverse("sent_retry", args=[message.pk])),
+        ("post", reverse("delivery_retry", args=[domain])),
+        ("post", reverse("delivery_retry_message", args=[domain, message.pk])),
         ("get", reverse("unit_list", args=[domain])),
         ("post", reverse("unit_list", args=[domain])),
         ("get", reverse("unit_detail", args=[domain, unit])),
@@ -72,6 +88,9 @@ def id_pages(people, alias, message, dkim_key) -> list[tuple[str, str]]:
         ("post", reverse("alias_edit", args=[alias.pk])),
         ("post", reverse("alias_make_default", args=[alias.pk])),
         ("get", reverse("sent_detail", args=[message.pk])),
+        ("post", reverse("sent_retry", args=[message.pk])),
+        ("post", reverse("delivery_retry", args=[people.domain.pk])),
+        ("post", reverse("delivery_retry_message", args=[people.domain.pk, message.pk])),
         ("get", reverse("domain_policy", args=[people.domain.pk])),
         ("post", reverse("domain_policy", args=[people.domain.pk])),
         ("get", reverse("propagation_progress", args=[people.domain.pk])),

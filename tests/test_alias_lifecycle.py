@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from gateways import server_state
 from gateways.models import ConnectionTest, SendAsAlias, SmtpServer
 from outbound import delivery
 from outbound.intake import accept_message
@@ -16,7 +17,7 @@ from outbox.models import Message
 from policy.propagation import propagate
 from policy.service import set_domain_policy
 
-from .conftest import PASSWORD, server_for
+from .conftest import PASSWORD, server_for, submitted
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def edit(client, alias, **fields):
         "smtp_username": server.username if server else "",
         "smtp_password": "",
     } | fields
-    return client.post(reverse("alias_edit", args=[alias.pk]), data)
+    return submitted(client, client.post(reverse("alias_edit", args=[alias.pk]), data))
 
 
 def test_renaming_an_alias_keeps_its_server_and_runs_no_connection_test(client, partner_alias):
@@ -99,7 +100,7 @@ def test_a_paused_gateway_resumes_after_the_user_enters_the_right_password(
     server = alias.smtp_server
     server.password = "old-password"
     server.save()
-    assert SmtpServer.pause_if_running(server.pk, "535 5.7.8 authentication failed")
+    assert server_state.pause(server.pk, "535 5.7.8 auth failed", people.user, alias.address)
     message = accept_message(people.user, alias.address, ["bob@x.test"], "Hi", "B")
     delivery.deliver(message.pk)
     assert Message.objects.get(pk=message.pk).state == "deferred"  # waits while paused

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
+import dns.exception as dns_exception
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from gateways.models import SendAsAlias, SmtpServer
+from gateways import deliverability_checks
+from gateways.models import DeliverabilityCheck, SendAsAlias, SmtpServer
 from mailkit import dns
 
 from .conftest import PASSWORD
@@ -50,6 +56,18 @@ def login(client, account) -> None:
     assert client.login(username=account.email, password=PASSWORD)
 
 
+def checked(client, url: str, **kwargs):
+    """Open the hint, let a worker do the DNS look-ups it asked for, and open it again."""
+    first = client.get(url, **kwargs)
+    if first.status_code != 200:
+        return first
+    for pk in DeliverabilityCheck.objects.filter(finished_at__isnull=True).values_list(
+        "pk", flat=True
+    ):
+        deliverability_checks.run(pk)
+    return client.get(url, **kwargs)
+
+
 def test_outsider_gets_404_on_the_deliverability_of_someone_elses_alias(
     client, people, ann_alias, public_dns
 ):
@@ -63,8 +81,10 @@ def test_the_owner_gets_the_partial_with_a_sentence_per_path(client, people, ann
     people.user.gateways_allowed = True
     people.user.save()
     login(client, people.user)
-    response = client.get(
-        reverse("alias_deliverability", args=[ann_alias.pk]), headers={"HX-Request": "true"}
+    response = checked(
+        client,
+        reverse("alias_deliverability", args=[ann_alias.pk]),
+        headers={"HX-Request": "true"},
     )
     html = response.content.decode()
     assert response.status_code == 200
@@ -81,7 +101,7 @@ def test_the_owner_gets_the_partial_with_a_sentence_per_path(client, people, ann
 
 def test_without_htmx_the_link_opens_a_whole_page(client, people, ann_alias, public_dns):
     login(client, people.user)
-    response = client.get(reverse("alias_deliverability", args=[ann_alias.pk]))
+    response = checked(client, reverse("alias_deliverability", args=[ann_alias.pk]))
     html = response.content.decode()
     assert "<html" in html
     # The policy does not allow per-user gateways: the domain path is the one used now.
@@ -93,7 +113,7 @@ def test_a_dns_timeout_renders_an_unknown_sentence_not_an_error(
 ):
     public_dns({(name, rdtype): TIMEOUT for name, rdtype in PARTNER})
     login(client, people.user)
-    response = client.get(reverse("alias_deliverability", args=[ann_alias.pk]))
+    response = checked(client, reverse("alias_deliverability", args=[ann_alias.pk]))
     assert response.status_code == 200
     assert "DNS did not answer" in response.content.decode()
 
@@ -141,7 +161,7 @@ def test_the_hint_counts_dkim_for_the_domain_path_once_a_key_is_active(client, p
     public_dns({("_dmarc.example.com", "TXT"): [txt("v=DMARC1; p=reject")]})
     login(client, people.user)
     url = reverse("alias_deliverability", args=[own.pk])
-    html = client.get(url, headers={"HX-Request": "true"}).content.decode()
+    html = checked(client, url, headers={"HX-Request": "true"}).content.decode()
     assert "not signed with DKIM yet" in html  # the key still waits for DNS
     assert "passes DMARC by DKIM" not in html
 
@@ -150,3 +170,70 @@ def test_the_hint_counts_dkim_for_the_domain_path_once_a_key_is_active(client, p
     assert "not signed with DKIM yet" not in html
     assert "Sendgate signs this mail with DKIM for example.com" in html
     assert "passes DMARC" in html
+
+
+def test_the_hint_is_looked_up_by_a_worker_while_the_page_polls(
+    client, people, ann_alias, public_dns
+):
+    login(client, people.user)
+    resolver = public_dns(PARTNER)
+    url = reverse("alias_deliverability", args=[ann_alias.pk])
+    html = client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "Checking SPF and DMARC…" in html
+    assert f'hx-get="{url}" hx-trigger="every 2s"' in html
+    assert resolver.queries == []  # the request asked DNS nothing
+
+    check = DeliverabilityCheck.objects.get()
+    assert (check.alias_domain, check.gateway_host) == ("partner.org", "smtp.partner.org")
+    deliverability_checks.run(check.pk)
+    html = client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "Through smtp.partner.org it passes SPF for partner.org." in html
+    assert "hx-trigger" not in html  # done: polling stops
+
+
+def test_answers_are_kept_an_hour_per_domain_and_server(client, people, ann_alias, public_dns):
+    login(client, people.user)
+    resolver = public_dns(PARTNER)
+    url = reverse("alias_deliverability", args=[ann_alias.pk])
+    checked(client, url)
+    asked = len(resolver.queries)
+    assert asked > 0
+    # Another alias in the same domain on the same server: the same answers, no new look-up.
+    other = SendAsAlias.objects.create(
+        account=people.user,
+        address="info@partner.org",
+        smtp_server=SmtpServer.objects.create(host="smtp.partner.org", username="i"),
+    )
+    html = checked(client, reverse("alias_deliverability", args=[other.pk])).content.decode()
+    assert "passes SPF for partner.org" in html
+    assert len(resolver.queries) == asked and DeliverabilityCheck.objects.count() == 1
+
+    DeliverabilityCheck.objects.update(finished_at=timezone.now() - timedelta(minutes=61))
+    html = client.get(url).content.decode()
+    assert "passes SPF for partner.org" in html  # the old answer, while a new one is looked up
+    assert DeliverabilityCheck.objects.get().finished_at is None
+    checked(client, url)
+    assert len(resolver.queries) == 2 * asked
+
+
+class SlowResolver:
+    """A nameserver that never answers: each query waits out its lifetime, then times out."""
+
+    def __init__(self) -> None:
+        self.queries: list[tuple[str, float]] = []
+
+    def resolve(self, qname, rdtype, lifetime=None):
+        self.queries.append((str(qname), lifetime))
+        time.sleep(lifetime)
+        raise dns_exception.Timeout
+
+
+def test_all_look_ups_of_a_check_share_one_deadline(people, ann_alias, settings):
+    settings.SENDGATE_DELIVERABILITY_SECONDS = 0.5
+    check = deliverability_checks.requested("partner.org", "smtp.partner.org")
+    resolver = SlowResolver()
+    deliverability_checks.run(check.pk, resolver)
+    # The first look-up used the whole deadline; the others were never sent.
+    assert len(resolver.queries) == 1 and resolver.queries[0][1] <= 0.5
+    facts = deliverability_checks.facts_of(DeliverabilityCheck.objects.get())
+    assert facts.dmarc.status == "unknown" and facts.spf.result == "unknown"

@@ -70,7 +70,7 @@ def test_a_gateway_that_fails_its_test_is_not_saved_and_the_transcript_hides_the
     url = reverse("domain_gateway", args=[people.domain.pk])
     page = admin_client.post(url, gateway_form(relay, smtp_password="wrong-pass")).content.decode()
     assert "rejected the username or password" in page
-    assert "C: AUTH (credentials hidden)" in page and "wrong-pass" not in page
+    assert "C: AUTH PLAIN (credentials hidden)" in page and "wrong-pass" not in page
     assert Domain.objects.get(pk=people.domain.pk).outbound_gateway is None
     assert not AuditEvent.objects.exists()
 

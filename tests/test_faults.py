@@ -11,6 +11,7 @@ import dns.resolver
 import pytest
 from django.utils import timezone
 
+from gateways import server_state
 from gateways.models import SendAsAlias, SmtpServer
 from outbound import delivery
 from outbound.intake import accept_message
@@ -19,37 +20,9 @@ from policy.propagation import propagate
 from policy.service import set_domain_policy
 
 from .conftest import server_for
-from .fault_peer import FaultPeer, Script
+from .fault_peer import FaultPeer
 
 BOB, CARL, DORA = "bob@elsewhere.test", "carl@elsewhere.test", "dora@elsewhere.test"
-
-
-@pytest.fixture
-def fault_peer():
-    peers = []
-
-    def start(**script) -> FaultPeer:
-        peer = FaultPeer(Script(**script))
-        peers.append(peer)
-        return peer
-
-    yield start
-    for peer in peers:
-        peer.stop()
-
-
-@pytest.fixture
-def gateway_is(people, trust_test_ca):
-    """Make a peer example.com's outbound gateway (plain SMTP: the faults are the point here)."""
-
-    def use(peer: FaultPeer) -> FaultPeer:
-        people.domain.outbound_gateway = SmtpServer.objects.create(
-            host="localhost", port=peer.port, security=SmtpServer.Security.NONE, last_test_ok=True
-        )
-        people.domain.save()
-        return peer
-
-    return use
 
 
 def send(people, recipients=(BOB,)) -> Message:
@@ -221,7 +194,7 @@ def test_535_pauses_the_users_gateway_holds_the_mail_and_tells_the_owner(people,
     assert len(reports_for(people)) == 1  # told once
 
     peer.script.auth_reply = "235 2.7.0 ok"
-    server.resume()
+    server_state.passed_test(server, "235 ok")  # the owner fixed the password
     server.save()
     assert attempt(message).state == Message.State.SENT
     assert peer.delivered[0].mail_from == "ann@partner.org"

@@ -33,7 +33,7 @@ def age(server: SmtpServer, hours: int) -> None:
     )
 
 
-def test_only_running_user_gateways_not_tested_for_a_day_are_due(people, alias_server):
+def test_user_gateways_not_tested_for_a_day_are_due_paused_ones_too(people, alias_server):
     age(alias_server, 25)
     fresh = server_for_alias(people, "ann@fresh.test", hours=1)
     paused = server_for_alias(people, "ann@paused.test", hours=30)
@@ -41,7 +41,7 @@ def test_only_running_user_gateways_not_tested_for_a_day_are_due(people, alias_s
     domain_gateway = SmtpServer.objects.create(host="relay.test", last_tested_at=None)
     people.domain.outbound_gateway = domain_gateway
     people.domain.save()
-    assert health.due_for_retest(limit=10) == [alias_server.pk]
+    assert health.due_for_retest(limit=10) == [paused.pk, alias_server.pk]  # oldest first
     assert fresh.pk not in health.due_for_retest(limit=10)
 
 

@@ -26,7 +26,7 @@ from policy.propagation import propagate
 from policy.service import set_domain_policy
 
 from .conftest import PASSWORD, server_for, wait_for
-from .test_faults import alias_gateway, attempt, fault_peer, gateway_is  # noqa: F401 - fixtures
+from .test_faults import alias_gateway, attempt  # noqa: F401 - alias_gateway is a fixture
 
 BODY = "The secret plans are in the attachment"
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,7 +275,8 @@ def test_a_users_gateway_refusing_its_password_is_logged_as_paused(people, reque
     _peer, server = start_alias_gateway("535 5.7.8 authentication failed")
     attempt(accept_message(people.user, "ann@partner.org", ["bob@elsewhere.test"], "Hi", "B"))
     [paused] = events(caplog, "gateway.paused")
-    assert (paused.server, paused.by, paused.levelname) == (server.pk, "delivery", "WARNING")
+    assert (paused.server, paused.after, paused.levelname) == (server.pk, "paused", "WARNING")
+    assert "535" in paused.reason
     [line] = events(caplog, "delivery.attempt")
     assert (line.route, line.outcome, line.code) == ("user_gateway", "deferred", "535")
 
