@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.db.models import Count, Min
+from django.db.models import Min
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from directory.access import get_domain_for_admin
 from directory.models import Domain
+from mailkit.paging import capped_count, keyset_page
 from outbox.models import Message
 
 from .routing import RouteKind
@@ -27,21 +30,31 @@ class DeliveryFilter(forms.Form):
     account = forms.CharField(label=_("Sender"), required=False, max_length=254)
 
 
+# Sent and failed messages only pile up: the counters show those of the last day. The live states
+# (queued, sending, deferred) are counted whatever their age: that is the work still to do.
+LIVE_STATES = (Message.State.QUEUED, Message.State.SENDING, Message.State.DEFERRED)
+RECENT_WINDOW = timedelta(hours=24)
+
+
 def domain_messages(domain: Domain):
-    return Message.objects.filter(account__domain=domain)
+    return Message.objects.for_domain(domain)
 
 
 def queue_counters(domain: Domain) -> dict:
-    counts = dict(domain_messages(domain).values_list("state").annotate(n=Count("id")).order_by())
+    """One capped count per state (an index range each) and the next retry."""
+    since = timezone.now() - RECENT_WINDOW
+    counts = []
+    for state, label in Message.State.choices:
+        rows = domain_messages(domain).filter(state=state)
+        if state not in LIVE_STATES:
+            rows = rows.filter(created_at__gte=since)
+        counts.append((label, capped_count(rows), state, state in LIVE_STATES))
     next_retry = (
         domain_messages(domain)
         .filter(state=Message.State.DEFERRED)
         .aggregate(at=Min("next_attempt_at"))["at"]
     )
-    return {
-        "counts": [(label, counts.get(state, 0), state) for state, label in Message.State.choices],
-        "next_retry": next_retry,
-    }
+    return {"counts": counts, "next_retry": next_retry}
 
 
 @login_required
@@ -72,17 +85,14 @@ def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
             messages = messages.filter(last_route=data["route"])
         if data["account"]:
             messages = messages.filter(account__email__icontains=data["account"].strip())
-    page = Paginator(messages, 50).get_page(request.GET.get("page"))
-    query = request.GET.copy()
-    query.pop("page", None)
     return render(
         request,
         "outbound/delivery_log.html",
         {
             "domain": domain,
             "form": form,
-            "page": page,
-            "query": query.urlencode(),
+            "page": keyset_page(messages, request.GET, order=("-created_at", "-id")),
+            "total": capped_count(messages),
             **queue_counters(domain),
         },
     )
