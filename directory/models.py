@@ -188,6 +188,10 @@ class Account(AbstractBaseUser, PermissionsMixin):
 
     objects = AccountManager()
 
+    class Meta:
+        # An OU's members page through by address.
+        indexes = [models.Index(fields=["org_unit", "email", "id"], name="account_unit_email")]
+
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
 

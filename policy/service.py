@@ -59,36 +59,115 @@ class TreeRow:
     setting: Setting
     effective: bool
     source: OrgUnit
+    sub_units: int = 0  # how many OUs sit directly below it
 
     @property
     def set_here(self) -> bool:
         return self.source.pk == self.unit.pk
 
 
+@dataclass
+class TreeNode:
+    """An OU of the console's collapsible tree; ``children`` is filled only for an open branch."""
+
+    row: TreeRow
+    open: bool
+    children: list[TreeNode]
+    accounts: int = 0  # filled in by the OU page, which shows them
+
+    def shown(self) -> list[TreeNode]:
+        """This node and every node below it that the page shows."""
+        nodes, stack = [], [self]
+        while stack:
+            node = stack.pop()
+            nodes.append(node)
+            stack.extend(node.children)
+        return nodes
+
+
+class _Tree:
+    """A domain's whole OU tree with effective values, from one query of a few columns per OU.
+
+    Even at thousands of OUs this is cheap; what must not grow is what a page renders, so pages
+    show the branches that are open and nothing below a closed one.
+    """
+
+    def __init__(self, domain: Domain) -> None:
+        root_allow = current_policy(domain).allow_user_gateways
+        rows = OrgUnit.objects.filter(domain=domain).values_list(
+            "id", "parent_id", "name", "policy_override__allow"
+        )
+        self.units: dict[int, OrgUnit] = {}
+        settings_ = []
+        for pk, parent_id, name, allow in rows:
+            self.units[pk] = OrgUnit(id=pk, parent_id=parent_id, name=name, domain=domain)
+            settings_.append(UnitSetting(pk, parent_id, root_allow if parent_id is None else allow))
+        self.own = {s.id: s for s in settings_}
+        self.effective = resolve(settings_)
+        self.children: dict[int | None, list[OrgUnit]] = {}
+        for unit in sorted(self.units.values(), key=lambda u: (u.name, u.pk)):
+            self.children.setdefault(unit.parent_id, []).append(unit)
+
+    def row(self, unit: OrgUnit, depth: int) -> TreeRow:
+        effective = self.effective[unit.pk]
+        return TreeRow(
+            unit=unit,
+            depth=depth,
+            setting=Setting.of(None if unit.is_root else self.own[unit.pk].allow),
+            effective=effective.allow,
+            source=self.units[effective.source_id],
+            sub_units=len(self.children.get(unit.pk, [])),
+        )
+
+    def depth(self, unit_pk: int) -> int:
+        depth, current = 0, self.units[unit_pk].parent_id
+        while current is not None:
+            depth, current = depth + 1, self.units[current].parent_id
+        return depth
+
+    def ancestors(self, unit_pk: int) -> set[int]:
+        found, current = set(), self.units[unit_pk].parent_id
+        while current is not None:
+            found.add(current)
+            current = self.units[current].parent_id
+        return found
+
+    def node(self, unit: OrgUnit, depth: int, open_ids: set[int]) -> TreeNode:
+        is_open = unit.pk in open_ids
+        children = (
+            [self.node(child, depth + 1, open_ids) for child in self.children.get(unit.pk, [])]
+            if is_open
+            else []
+        )
+        return TreeNode(self.row(unit, depth), is_open, children)
+
+
 def policy_tree(domain: Domain) -> list[TreeRow]:
     """The domain's OUs in depth-first order (children by name) with their effective values."""
-    units = {u.pk: u for u in OrgUnit.objects.filter(domain=domain).order_by("name")}
-    settings_ = unit_settings(domain.pk, current_policy(domain).allow_user_gateways)
-    effective = resolve(settings_)
-    own = {s.id: s for s in settings_}
-    children: dict[int | None, list[OrgUnit]] = {}
-    for unit in units.values():
-        children.setdefault(unit.parent_id, []).append(unit)
+    tree = _Tree(domain)
     rows: list[TreeRow] = []
-    stack = [(root, 0) for root in reversed(children.get(None, []))]
+    stack = [(root, 0) for root in reversed(tree.children.get(None, []))]
     while stack:
         unit, depth = stack.pop()
-        rows.append(
-            TreeRow(
-                unit=unit,
-                depth=depth,
-                setting=Setting.of(None if unit.is_root else own[unit.pk].allow),
-                effective=effective[unit.pk].allow,
-                source=units[effective[unit.pk].source_id],
-            )
-        )
-        stack.extend((child, depth + 1) for child in reversed(children.get(unit.pk, [])))
+        rows.append(tree.row(unit, depth))
+        stack.extend((child, depth + 1) for child in reversed(tree.children.get(unit.pk, [])))
     return rows
+
+
+def tree_root(domain: Domain, show: int | None = None) -> TreeNode:
+    """The root OU, open on its children; with ``show``, open down to that OU and on it."""
+    tree = _Tree(domain)
+    [root] = tree.children[None]
+    open_ids = {root.pk}
+    if show in tree.units:
+        open_ids |= tree.ancestors(show) | {show}
+    return tree.node(root, 0, open_ids)
+
+
+def tree_branch(unit: OrgUnit, open: bool) -> TreeNode:
+    """One OU of the tree, open on its children or closed (the htmx toggle of one branch)."""
+    tree = _Tree(unit.domain)
+    return tree.node(tree.units[unit.pk], tree.depth(unit.pk), {unit.pk} if open else set())
 
 
 # --- saving --------------------------------------------------------------------------------------
