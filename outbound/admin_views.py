@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from directory.access import get_domain_for_admin
-from directory.models import Domain
+from directory.models import Account, Domain
 from mailkit.paging import capped_count, keyset_page
 from outbox.models import Message
 
@@ -57,6 +57,26 @@ def queue_counters(domain: Domain) -> dict:
     return {"counts": counts, "next_retry": next_retry}
 
 
+SENDERS_LOOKED_UP = 100
+
+
+def by_sender(domain: Domain, messages, text: str):
+    """Messages of the senders whose address contains ``text``.
+
+    Few senders match (the usual case: an address): find them first, so their messages come from
+    the (account, created_at) index instead of a walk through the domain's whole log joined to
+    accounts. Many senders match: their messages are frequent, so the walk finds a page quickly.
+    """
+    senders = list(
+        Account.objects.filter(domain=domain, email__icontains=text).values_list("pk", flat=True)[
+            : SENDERS_LOOKED_UP + 1
+        ]
+    )
+    if len(senders) > SENDERS_LOOKED_UP:
+        return messages.filter(account__email__icontains=text)
+    return messages.filter(account_id__in=senders)
+
+
 @login_required
 def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
@@ -84,7 +104,7 @@ def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
         if data["route"]:
             messages = messages.filter(last_route=data["route"])
         if data["account"]:
-            messages = messages.filter(account__email__icontains=data["account"].strip())
+            messages = by_sender(domain, messages, data["account"].strip())
     return render(
         request,
         "outbound/delivery_log.html",

@@ -254,3 +254,19 @@ def test_sent_mail_query_count_does_not_grow_with_the_data(client, ann, people):
     small = queries(client, reverse("sent_list"))
     grow(people, 190)
     assert queries(client, reverse("sent_list")) == small
+
+
+@pytest.mark.parametrize("looked_up", [100, 1], ids=["few-senders", "many-senders"])
+def test_sender_filter_finds_the_same_mail_whether_few_or_many_senders_match(
+    client, people, monkeypatch, looked_up
+):
+    monkeypatch.setattr("outbound.admin_views.SENDERS_LOOKED_UP", looked_up)
+    add_messages(people.user, 3)
+    add_messages(people.admin, 2)
+    add_messages(people.outsider, 4)
+    assert client.login(username=people.admin.email, password=PASSWORD)
+    url = reverse("delivery_log", args=[people.domain.pk])
+    everyone = client.get(url, {"account": "@EXAMPLE.com"}).content.decode()
+    assert "5 messages match." in everyone and "zoe@other.example" not in everyone
+    ann = client.get(url, {"account": "ann@"}).content.decode()
+    assert "3 messages match." in ann and "admin@example.com</td>" not in ann
