@@ -71,11 +71,20 @@ def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def unit_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
-    """htmx partial: one OU of the tree, opened on its sub-OUs or closed."""
+    """htmx partial: one OU of the tree, opened on its sub-OUs or closed; or, with ``after``,
+    the sub-OUs that follow that one."""
     unit = get_unit_for_admin(request, pk, unit_pk)
-    node = _count_accounts(tree_branch(unit, open=request.GET.get("open") == "1"))
+    after = request.GET.get("after", "")
+    after_pk = int(after) if after.isdigit() else None
+    node = tree_branch(
+        unit, open=request.GET.get("open") == "1" or after_pk is not None, after=after_pk
+    )
+    # "Show more": only the next sub-OUs, in place of the button.
+    template = "unit_children.html" if after_pk is not None else "unit_node.html"
     return render(
-        request, "directory/partials/unit_node.html", {"domain": unit.domain, "node": node}
+        request,
+        f"directory/partials/{template}",
+        {"domain": unit.domain, "node": _count_accounts(node)},
     )
 
 

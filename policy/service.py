@@ -74,6 +74,8 @@ class TreeNode:
     open: bool
     children: list[TreeNode]
     accounts: int = 0  # filled in by the OU page, which shows them
+    more_after: int | None = None  # more sub-OUs follow the one with this pk (show them on demand)
+    more: int = 0  # how many
 
     def shown(self) -> list[TreeNode]:
         """This node and every node below it that the page shows."""
@@ -83,6 +85,10 @@ class TreeNode:
             nodes.append(node)
             stack.extend(node.children)
         return nodes
+
+
+# Sub-OUs shown at once when a branch opens; a "show more" button loads the next ones.
+CHILDREN_SHOWN = 100
 
 
 class _Tree:
@@ -132,14 +138,20 @@ class _Tree:
             current = self.units[current].parent_id
         return found
 
-    def node(self, unit: OrgUnit, depth: int, open_ids: set[int]) -> TreeNode:
-        is_open = unit.pk in open_ids
-        children = (
-            [self.node(child, depth + 1, open_ids) for child in self.children.get(unit.pk, [])]
-            if is_open
-            else []
-        )
-        return TreeNode(self.row(unit, depth), is_open, children)
+    def node(
+        self, unit: OrgUnit, depth: int, open_ids: set[int], after: int | None = None
+    ) -> TreeNode:
+        """The OU; if open, its sub-OUs by name, CHILDREN_SHOWN at a time (after ``after``)."""
+        node = TreeNode(self.row(unit, depth), unit.pk in open_ids, [])
+        if not node.open:
+            return node
+        children = self.children.get(unit.pk, [])
+        start = next((i + 1 for i, child in enumerate(children) if child.pk == after), 0)
+        shown = children[start : start + CHILDREN_SHOWN]
+        node.children = [self.node(child, depth + 1, open_ids) for child in shown]
+        if start + len(shown) < len(children):
+            node.more_after, node.more = shown[-1].pk, len(children) - start - len(shown)
+        return node
 
 
 def policy_tree(domain: Domain) -> list[TreeRow]:
@@ -164,10 +176,14 @@ def tree_root(domain: Domain, show: int | None = None) -> TreeNode:
     return tree.node(root, 0, open_ids)
 
 
-def tree_branch(unit: OrgUnit, open: bool) -> TreeNode:
-    """One OU of the tree, open on its children or closed (the htmx toggle of one branch)."""
+def tree_branch(unit: OrgUnit, open: bool, after: int | None = None) -> TreeNode:
+    """One OU of the tree, open on its children or closed (the htmx toggle of one branch).
+
+    ``after``: its sub-OUs that follow this one (the "show more" of a branch with many).
+    """
     tree = _Tree(unit.domain)
-    return tree.node(tree.units[unit.pk], tree.depth(unit.pk), {unit.pk} if open else set())
+    depth = tree.depth(unit.pk)
+    return tree.node(tree.units[unit.pk], depth, {unit.pk} if open else set(), after)
 
 
 # --- saving --------------------------------------------------------------------------------------

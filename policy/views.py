@@ -81,10 +81,14 @@ def _int(value: str | None) -> int | None:
 @login_required
 @require_GET
 def policy_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
-    """htmx partial: one OU of the policy tree, opened on its sub-OUs or closed."""
+    """htmx partial: one OU of the policy tree, opened on its sub-OUs or closed; or, with
+    ``after``, the sub-OUs that follow that one."""
     unit = get_unit_for_admin(request, pk, unit_pk)
-    node = tree_branch(unit, open=request.GET.get("open") == "1")
-    return render(request, "policy/partials/unit_node.html", {"domain": unit.domain, "node": node})
+    after = _int(request.GET.get("after"))
+    node = tree_branch(unit, open=request.GET.get("open") == "1" or after is not None, after=after)
+    # "Show more": only the next sub-OUs, in place of the button.
+    template = "unit_children.html" if after is not None else "unit_node.html"
+    return render(request, f"policy/partials/{template}", {"domain": unit.domain, "node": node})
 
 
 @login_required

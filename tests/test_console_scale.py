@@ -270,3 +270,24 @@ def test_sender_filter_finds_the_same_mail_whether_few_or_many_senders_match(
     assert "5 messages match." in everyone and "zoe@other.example" not in everyone
     ann = client.get(url, {"account": "ann@"}).content.decode()
     assert "3 messages match." in ann and "admin@example.com</td>" not in ann
+
+
+@pytest.mark.parametrize(
+    "page,branch", [("unit_list", "unit_branch"), ("domain_policy", "policy_branch")]
+)
+def test_a_branch_with_many_sub_ous_shows_a_hundred_then_the_rest_on_demand(
+    client, people, page, branch
+):
+    add_units(people, 105)
+    assert client.login(username=people.admin.email, password=PASSWORD)
+    html = client.get(reverse(page, args=[people.domain.pk])).content.decode()
+    assert html.count('class="unit-line"') == 101  # the root and its first 100 sub-OUs
+    # add_units numbers on from the root: OU0001 … OU0105.
+    assert 'data-unit="OU0100"' in html and 'data-unit="OU0101"' not in html
+    assert "Show 5 more sub-OUs" in html
+    more = unescape(re.search(r'hx-get="([^"]*after=\d+)"', html).group(1))
+    assert more.startswith(reverse(branch, args=[people.domain.pk, people.domain.root_unit.pk]))
+    rest = client.get(more).content.decode()
+    names = re.findall(r'data-unit="(OU\d+)"', rest)
+    assert names == [f"OU{n:04d}" for n in range(101, 106)]
+    assert "more sub-OU" not in rest
