@@ -6,8 +6,9 @@ one big domain — N accounts in an OU tree of --units OUs (1 + 10 + 100 + 1,000
 --messages messages with one delivery attempt each, two send-as aliases per account and 5,000
 policy changes — and a small domain of 1,000 accounts and 5,000 messages, then VACUUM ANALYZE
 (autovacuum may be off or behind). The admin administers both domains; the user has 2,000
-messages. It starts gunicorn (2 workers) on a free loopback port, logs in as each over HTTP and
-requests every page --requests times, sequentially. The query count of each page is read once
+messages. It starts gunicorn (2 workers) on a free loopback port, logs in as each over HTTP,
+requests every page 3 times untimed (both workers warm), then --requests times, sequentially.
+p95 is bench/common's percentile: with 20 requests, the slowest one. The query count of each page is read once
 in-process with Django's test client. Prints one line per page and the worst p95; asserts
 nothing.
 
@@ -15,7 +16,8 @@ nothing.
       .venv/bin/python bench/console.py --accounts 100000 --messages 500000 --units 1111
 
 The bench's database is DATABASE_URL's server with the name sendgate_bench_<--name> (dropped
-and created afresh). --record appends the figures to docs/benchmarks.md.
+and created afresh; --reuse measures what an earlier run seeded, --only PAGE… some pages only).
+--record appends the figures to docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ SMALL_ACCOUNTS = 1_000
 SMALL_MESSAGES = 5_000
 USER_MESSAGES = 2_000
 POLICY_CHANGES = 5_000
+WARM_UP = 3  # untimed requests of every page first (gunicorn's two workers both warm)
 
 
 def parse_args() -> argparse.Namespace:
@@ -51,6 +54,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=20, help="requests per page")
     parser.add_argument("--name", default="console", help="database: sendgate_bench_<name>")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
+    parser.add_argument(
+        "--reuse", action="store_true", help="measure the database seeded by an earlier run"
+    )
+    parser.add_argument("--only", nargs="*", default=[], help="measure only these pages")
     return parser.parse_args()
 
 
@@ -176,14 +183,13 @@ def seed_policy_changes(domain, admin, n: int) -> None:
         )
 
 
-def seed(args) -> dict:
+def seed(args) -> dict[str, float]:
     from django.db import connection
 
-    from directory.models import Account, OrgUnit
-    from outbox.models import Message
+    from directory.models import Account
 
     started = time.monotonic()
-    big, user = seed_domain("big.test", args.accounts, args.messages, args.units, "person@big.test")
+    big, _ = seed_domain("big.test", args.accounts, args.messages, args.units, "person@big.test")
     small, _ = seed_domain("small.test", SMALL_ACCOUNTS, SMALL_MESSAGES, 11, "first@small.test")
     admin = Account.objects.create_user("admin@big.test", PASSWORD)
     big.admins.add(admin)
@@ -192,19 +198,25 @@ def seed(args) -> dict:
     seeded = time.monotonic() - started
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE")
-    division = OrgUnit.objects.filter(domain=big, parent=big.root_unit).order_by("name").first()
-    team = OrgUnit.objects.filter(domain=big, accounts__isnull=False).order_by("pk").first()
+    return {"seed_seconds": seeded, "vacuum_seconds": time.monotonic() - started - seeded}
+
+
+def seeded_objects() -> dict:
+    """What the pages are requested for, found in the seeded database."""
+    from directory.models import Account, Domain, OrgUnit
+    from outbox.models import Message
+
+    big, small = Domain.objects.get(name="big.test"), Domain.objects.get(name="small.test")
+    user = Account.objects.get(email="person@big.test")
     return {
         "big": big,
         "small": small,
-        "admin": admin,
+        "admin": Account.objects.get(email="admin@big.test"),
         "user": user,
-        "division": division,
-        "team": team,
-        "message": Message.objects.filter(domain=big).order_by("-pk").first(),
-        "own_message": Message.objects.filter(account=user).order_by("-pk").first(),
-        "seed_seconds": seeded,
-        "vacuum_seconds": time.monotonic() - started - seeded,
+        "division": OrgUnit.objects.filter(domain=big, parent=big.root_unit).order_by("name")[0],
+        "team": OrgUnit.objects.filter(domain=big, accounts__isnull=False).order_by("pk")[0],
+        "message": Message.objects.filter(domain=big).order_by("-pk")[0],
+        "own_message": Message.objects.filter(account=user).order_by("-pk")[0],
     }
 
 
@@ -339,14 +351,21 @@ def main() -> None:
         raise SystemExit(
             "bench/console.py seeds with PostgreSQL's generate_series: set DATABASE_URL"
         )
-    env = isolated_env(args.name)
+    env = isolated_env(args.name, recreate=not args.reuse)
     env.update(
         DJANGO_SECURE_COOKIES="0", DJANGO_SECURE_SSL_REDIRECT="0", SENDGATE_LOG_LEVEL="WARNING"
     )
     setup_django(env)
-    s = seed(args)
-    print(f"seed_seconds={s['seed_seconds']:.1f} vacuum_analyze_seconds={s['vacuum_seconds']:.1f}")
+    if not args.reuse:
+        took = seed(args)
+        print(
+            f"seed_seconds={took['seed_seconds']:.1f} "
+            f"vacuum_analyze_seconds={took['vacuum_seconds']:.1f}"
+        )
+    s = seeded_objects()
     plan = [(s["admin"].email, admin_pages(s)), (s["user"].email, user_pages(s))]
+    if args.only:
+        plan = [(email, [p for p in pages if p[0] in args.only]) for email, pages in plan]
     query_counts = {}
     for email, pages in plan:
         query_counts.update(count_queries(email, pages))
@@ -357,10 +376,13 @@ def main() -> None:
     lines = []
     worst = 0.0
     try:
-        for email, pages in plan:
-            browser = Browser(base, email)
+        browsers = [(Browser(base, email), pages) for email, pages in plan]
+        # Warm-up: each gunicorn worker opens its connection and compiles its templates once.
+        for browser, pages in browsers:
+            for _name, url in pages * WARM_UP:
+                browser.get(url)
+        for browser, pages in browsers:
             for name, url in pages:
-                browser.get(url)  # warm-up: connections, template caches
                 times = [browser.get(url)[0] for _ in range(args.requests)]
                 p50, p95 = percentile(times, 0.5), percentile(times, 0.95)
                 worst = max(worst, p95)
@@ -377,10 +399,7 @@ def main() -> None:
     ]
     print("\n".join(summary))
     if args.record:
-        command = (
-            "DATABASE_URL=postgres://… .venv/bin/python bench/console.py "
-            f"--accounts {args.accounts} --messages {args.messages} --units {args.units}"
-        )
+        command = "DATABASE_URL=postgres://… .venv/bin/python " + " ".join(sys.argv)
         record("Console pages at scale (bench/console.py)", command, lines + summary)
 
 
