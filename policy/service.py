@@ -95,7 +95,8 @@ class _Tree:
     """A domain's whole OU tree with effective values, from one query of a few columns per OU.
 
     Even at thousands of OUs this is cheap; what must not grow is what a page renders, so pages
-    show the branches that are open and nothing below a closed one.
+    show the branches that are open and nothing below a closed one. OrgUnit objects are made only
+    for the OUs a page shows.
     """
 
     def __init__(self, domain: Domain) -> None:
@@ -103,54 +104,60 @@ class _Tree:
         rows = OrgUnit.objects.filter(domain=domain).values_list(
             "id", "parent_id", "name", "policy_override__allow"
         )
-        self.units: dict[int, OrgUnit] = {}
+        self.domain_id = domain.pk
+        self.raw: dict[int, tuple[int | None, str]] = {}
         settings_ = []
         for pk, parent_id, name, allow in rows:
-            self.units[pk] = OrgUnit(id=pk, parent_id=parent_id, name=name, domain=domain)
+            self.raw[pk] = (parent_id, name)
             settings_.append(UnitSetting(pk, parent_id, root_allow if parent_id is None else allow))
         self.own = {s.id: s for s in settings_}
         self.effective = resolve(settings_)
-        self.children: dict[int | None, list[OrgUnit]] = {}
-        for unit in sorted(self.units.values(), key=lambda u: (u.name, u.pk)):
-            self.children.setdefault(unit.parent_id, []).append(unit)
+        self.children: dict[int | None, list[int]] = {}
+        for pk in sorted(self.raw, key=lambda pk: (self.raw[pk][1], pk)):
+            self.children.setdefault(self.raw[pk][0], []).append(pk)
+        self._units: dict[int, OrgUnit] = {}
 
-    def row(self, unit: OrgUnit, depth: int) -> TreeRow:
-        effective = self.effective[unit.pk]
+    def unit(self, pk: int) -> OrgUnit:
+        if pk not in self._units:
+            parent_id, name = self.raw[pk]
+            self._units[pk] = OrgUnit(
+                id=pk, parent_id=parent_id, name=name, domain_id=self.domain_id
+            )
+        return self._units[pk]
+
+    def row(self, pk: int, depth: int) -> TreeRow:
+        effective = self.effective[pk]
+        unit = self.unit(pk)
         return TreeRow(
             unit=unit,
             depth=depth,
-            setting=Setting.of(None if unit.is_root else self.own[unit.pk].allow),
+            setting=Setting.of(None if unit.is_root else self.own[pk].allow),
             effective=effective.allow,
-            source=self.units[effective.source_id],
-            sub_units=len(self.children.get(unit.pk, [])),
+            source=self.unit(effective.source_id),
+            sub_units=len(self.children.get(pk, [])),
         )
 
-    def depth(self, unit_pk: int) -> int:
-        depth, current = 0, self.units[unit_pk].parent_id
-        while current is not None:
-            depth, current = depth + 1, self.units[current].parent_id
-        return depth
+    def depth(self, pk: int) -> int:
+        return len(self.ancestors(pk))
 
-    def ancestors(self, unit_pk: int) -> set[int]:
-        found, current = set(), self.units[unit_pk].parent_id
+    def ancestors(self, pk: int) -> set[int]:
+        found, current = set(), self.raw[pk][0]
         while current is not None:
             found.add(current)
-            current = self.units[current].parent_id
+            current = self.raw[current][0]
         return found
 
-    def node(
-        self, unit: OrgUnit, depth: int, open_ids: set[int], after: int | None = None
-    ) -> TreeNode:
+    def node(self, pk: int, depth: int, open_ids: set[int], after: int | None = None) -> TreeNode:
         """The OU; if open, its sub-OUs by name, CHILDREN_SHOWN at a time (after ``after``)."""
-        node = TreeNode(self.row(unit, depth), unit.pk in open_ids, [])
+        node = TreeNode(self.row(pk, depth), pk in open_ids, [])
         if not node.open:
             return node
-        children = self.children.get(unit.pk, [])
-        start = next((i + 1 for i, child in enumerate(children) if child.pk == after), 0)
+        children = self.children.get(pk, [])
+        start = children.index(after) + 1 if after in children else 0
         shown = children[start : start + CHILDREN_SHOWN]
         node.children = [self.node(child, depth + 1, open_ids) for child in shown]
         if start + len(shown) < len(children):
-            node.more_after, node.more = shown[-1].pk, len(children) - start - len(shown)
+            node.more_after, node.more = shown[-1], len(children) - start - len(shown)
         return node
 
 
@@ -160,9 +167,9 @@ def policy_tree(domain: Domain) -> list[TreeRow]:
     rows: list[TreeRow] = []
     stack = [(root, 0) for root in reversed(tree.children.get(None, []))]
     while stack:
-        unit, depth = stack.pop()
-        rows.append(tree.row(unit, depth))
-        stack.extend((child, depth + 1) for child in reversed(tree.children.get(unit.pk, [])))
+        pk, depth = stack.pop()
+        rows.append(tree.row(pk, depth))
+        stack.extend((child, depth + 1) for child in reversed(tree.children.get(pk, [])))
     return rows
 
 
@@ -170,8 +177,8 @@ def tree_root(domain: Domain, show: int | None = None) -> TreeNode:
     """The root OU, open on its children; with ``show``, open down to that OU and on it."""
     tree = _Tree(domain)
     [root] = tree.children[None]
-    open_ids = {root.pk}
-    if show in tree.units:
+    open_ids = {root}
+    if show in tree.raw:
         open_ids |= tree.ancestors(show) | {show}
     return tree.node(root, 0, open_ids)
 
@@ -182,8 +189,7 @@ def tree_branch(unit: OrgUnit, open: bool, after: int | None = None) -> TreeNode
     ``after``: its sub-OUs that follow this one (the "show more" of a branch with many).
     """
     tree = _Tree(unit.domain)
-    depth = tree.depth(unit.pk)
-    return tree.node(tree.units[unit.pk], depth, {unit.pk} if open else set(), after)
+    return tree.node(unit.pk, tree.depth(unit.pk), {unit.pk} if open else set(), after)
 
 
 # --- saving --------------------------------------------------------------------------------------
