@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.db.models import Min
+from django.db.models import Min, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from directory.access import get_domain_for_admin
 from directory.models import Account, Domain
-from mailkit.paging import capped_count, keyset_page
+from mailkit.paging import CappedCount, capped_counts, keyset_page
 from outbox.models import Message
 
 from .routing import RouteKind
@@ -40,21 +40,30 @@ def domain_messages(domain: Domain):
     return Message.objects.for_domain(domain)
 
 
-def queue_counters(domain: Domain) -> dict:
-    """One capped count per state (an index range each) and the next retry."""
+def counted(domain: Domain) -> dict[str, QuerySet]:
+    """What each counter counts: a live state whatever its age, or a final state of the window."""
     since = timezone.now() - RECENT_WINDOW
-    counts = []
-    for state, label in Message.State.choices:
+    querysets = {}
+    for state in Message.State.values:
         rows = domain_messages(domain).filter(state=state)
-        if state not in LIVE_STATES:
-            rows = rows.filter(created_at__gte=since)
-        counts.append((label, capped_count(rows), state, state in LIVE_STATES))
+        querysets[state] = rows if state in LIVE_STATES else rows.filter(created_at__gte=since)
+    return querysets
+
+
+def queue_counters(domain: Domain, counts: dict[str, CappedCount]) -> dict:
+    """The counters' context from their capped counts, with the next retry."""
     next_retry = (
         domain_messages(domain)
         .filter(state=Message.State.DEFERRED)
         .aggregate(at=Min("next_attempt_at"))["at"]
     )
-    return {"counts": counts, "next_retry": next_retry}
+    return {
+        "counts": [
+            (label, counts[state], state, state in LIVE_STATES)
+            for state, label in Message.State.choices
+        ],
+        "next_retry": next_retry,
+    }
 
 
 SENDERS_LOOKED_UP = 100
@@ -105,6 +114,8 @@ def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
             messages = messages.filter(last_route=data["route"])
         if data["account"]:
             messages = by_sender(domain, messages, data["account"].strip())
+    # The list's total and the counters: one round trip.
+    counts = capped_counts({"total": messages, **counted(domain)})
     return render(
         request,
         "outbound/delivery_log.html",
@@ -112,8 +123,8 @@ def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
             "domain": domain,
             "form": form,
             "page": keyset_page(messages, request.GET, order=("-created_at", "-id")),
-            "total": capped_count(messages),
-            **queue_counters(domain),
+            "total": counts["total"],
+            **queue_counters(domain, counts),
         },
     )
 
@@ -122,9 +133,8 @@ def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
 def delivery_counters(request: HttpRequest, pk: int) -> HttpResponse:
     """htmx partial, polled by the delivery log."""
     domain = get_domain_for_admin(request, pk)
-    return render(
-        request, "outbound/partials/counters.html", {"domain": domain, **queue_counters(domain)}
-    )
+    counters = queue_counters(domain, capped_counts(counted(domain)))
+    return render(request, "outbound/partials/counters.html", {"domain": domain, **counters})
 
 
 @login_required

@@ -270,6 +270,8 @@ def test_sender_filter_finds_the_same_mail_whether_few_or_many_senders_match(
     assert "5 messages match." in everyone and "zoe@other.example" not in everyone
     ann = client.get(url, {"account": "ann@"}).content.decode()
     assert "3 messages match." in ann and "admin@example.com</td>" not in ann
+    nobody = client.get(url, {"account": "nobody@"}).content.decode()
+    assert "0 messages match." in nobody and "No messages match." in nobody
 
 
 @pytest.mark.parametrize(
