@@ -8,9 +8,9 @@ policy changes — and a small domain of 1,000 accounts and 5,000 messages, then
 (autovacuum may be off or behind). The admin administers both domains; the user has 2,000
 messages. It starts gunicorn (2 workers) on a free loopback port, logs in as each over HTTP,
 requests every page 3 times untimed (both workers warm), then --requests times, sequentially.
-p95 is bench/common's percentile: with 20 requests, the slowest one. The query count of each page is read once
-in-process with Django's test client. Prints one line per page and the worst p95; asserts
-nothing.
+p95 is bench/common's percentile: with 20 requests, the slowest one. The query count of each
+page is read once in-process with Django's test client. Prints one line per page and the worst
+p95; asserts nothing.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \\
       .venv/bin/python bench/console.py --accounts 100000 --messages 500000 --units 1111
