@@ -37,6 +37,7 @@ COPY manage.py ./
 COPY config ./config
 COPY mailkit ./mailkit
 COPY directory ./directory
+COPY domainkeys ./domainkeys
 COPY policy ./policy
 COPY outbox ./outbox
 COPY gateways ./gateways

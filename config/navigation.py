@@ -24,4 +24,15 @@ def navigation(request: HttpRequest) -> dict:
             ],
         )
     )
-    return {"nav_sections": sections}
+    return {"nav_sections": _mark_current(sections, request.path)}
+
+
+def _mark_current(sections: list, path: str) -> list:
+    """(label, url) → (label, url, is_current): the link whose URL is the longest prefix of the
+    path, so sub-pages (a message under Sent mail, an OU under Domains) keep their area lit."""
+    urls = [url for _title, links in sections for _label, url in links]
+    matching = [url for url in urls if path.startswith(url)]
+    current = max(matching, key=len) if matching else None
+    return [
+        (title, [(label, url, url == current) for label, url in links]) for title, links in sections
+    ]

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "health_check",  # its `manage.py health_check` runs /health/'s checks in containers
     # Bottom to top: each app imports only from the ones above it in this list (and mailkit).
     "directory",
+    "domainkeys",
     "policy",
     "outbox",
     "gateways",
@@ -170,10 +171,33 @@ LOGGING = {
             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "filters": {
+        "known_noise": {
+            "()": "mailkit.logs.DropKnownNoise",
+            "fragments": [
+                # aiosmtpd sets its own deprecated Session.login_data on every AUTH.
+                "login_data is deprecated",
+                # kombu, for the filesystem:// broker URL, which has no host by design.
+                "No hostname was supplied",
+            ],
+        }
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["known_noise"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("SENDGATE_LOG_LEVEL", default="INFO")},
     # aiosmtpd logs every SMTP command at INFO; Sendgate logs logins and refusals itself.
-    "loggers": {"mail.log": {"level": "WARNING"}},
+    "loggers": {
+        "mail.log": {"level": "WARNING"},
+        # A line per task received and succeeded (the sweeper and the heartbeat run every 30 s)
+        # would bury the lines that matter; failures are still logged.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+    },
 }
 
 # --- Celery --------------------------------------------------------------------------------------
@@ -195,6 +219,9 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
+# Workers log through LOGGING above (its formatter keeps each event's fields; its filter drops
+# known noise) instead of Celery replacing the root logger's handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # A task is acknowledged only when it finished, and re-queued if its worker died mid-way
 # (acks_late alone does not redeliver after SIGKILL: celery#1628).
 CELERY_TASK_ACKS_LATE = True
@@ -211,6 +238,9 @@ CELERY_BEAT_SCHEDULE = {
     "retest-gateways": {"task": "gateways.tasks.retest_gateways", "schedule": 3600.0},
     "prune": {"task": "operations.tasks.prune", "schedule": 86400.0},
     "heartbeat": {"task": "operations.tasks.heartbeat", "schedule": 30.0},
+    # A DKIM key waiting for its DNS record starts signing once the record is published; an
+    # active key's record is checked daily.
+    "check-dkim-keys": {"task": "domainkeys.tasks.check_dkim_keys", "schedule": 600.0},
 }
 
 # --- Sendgate ------------------------------------------------------------------------------------
@@ -230,6 +260,9 @@ SENDGATE_SMTP_ALLOWED_PORTS = env.list(
 # Whether users may pick "no TLS" (port 25 only) for their own SMTP server. Off: passwords and
 # mail would cross the internet in clear.
 SENDGATE_SMTP_ALLOW_PLAINTEXT = env.bool("SENDGATE_SMTP_ALLOW_PLAINTEXT", default=False)
+# Sendgate's own mail (confirmation codes, delivery reports, notices) comes from this address,
+# "Name <address>" or a bare address. Empty: MAILER-DAEMON at the account's domain.
+SENDGATE_SYSTEM_FROM = env.str("SENDGATE_SYSTEM_FROM", default="")
 # The console's public address, for links in mails (confirmation links).
 SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://127.0.0.1:8000")
 # Users' SMTP servers are re-tested when their last test is older than this many hours.
@@ -250,6 +283,9 @@ SENDGATE_DELAY_WARNING_HOURS = env.float("SENDGATE_DELAY_WARNING_HOURS", default
 # Port for direct delivery to recipients' MX hosts. Always 25 on the internet; lab networks and
 # the tests point it elsewhere.
 SENDGATE_DIRECT_MX_PORT = env.int("SENDGATE_DIRECT_MX_PORT", default=25)
+# Direct delivery honours recipients' MTA-STS policies (RFC 8461); the policy fetch's time limit.
+SENDGATE_MTA_STS = env.bool("SENDGATE_MTA_STS", default=True)
+SENDGATE_MTA_STS_TIMEOUT = env.float("SENDGATE_MTA_STS_TIMEOUT", default=10.0)
 # A claimed message whose worker vanished is retried after this many seconds.
 SENDGATE_CLAIM_LEASE_SECONDS = env.int("SENDGATE_CLAIM_LEASE_SECONDS", default=300)
 # Messages the sweeper hands one task at a time; a batch shares one connection per server.

@@ -25,6 +25,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("directory.urls")),
+    path("", include("domainkeys.urls")),
     path("", include("gateways.urls")),
     path("", include("policy.urls")),
     path("", include("outbound.urls")),

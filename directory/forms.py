@@ -76,7 +76,7 @@ def _check_sibling_name(parent: OrgUnit, name: str, exclude: OrgUnit | None = No
         siblings = siblings.exclude(pk=exclude.pk)
     if siblings.exists():
         raise ValidationError(
-            {"name": _("%(parent)s already has an OU with this name.") % {"parent": parent}}
+            _("%(parent)s already has an OU with this name.") % {"parent": parent}
         )
 
 
@@ -93,7 +93,10 @@ class UnitCreateForm(forms.Form):
     def clean(self) -> dict:
         data = super().clean()
         if data.get("name") and data.get("parent"):
-            _check_sibling_name(data["parent"], data["name"])
+            try:
+                _check_sibling_name(data["parent"], data["name"])
+            except ValidationError as error:
+                self.add_error("name", error)
         return data
 
 

@@ -103,9 +103,10 @@ def unit_search(request: HttpRequest, pk: int) -> HttpResponse:
     if exclude.isdigit() and int(exclude) in paths:
         for unit_pk in subtree(unit_settings(domain.pk, root_allow=False), int(exclude)):
             paths.pop(unit_pk, None)
+    # In tree order: the top OU first, each OU followed by its sub-OUs.
     found = sorted(
         ((path, unit_pk) for unit_pk, path in paths.items() if query in path.casefold()),
-        key=lambda item: (item[0].casefold(), item[1]),
+        key=lambda item: (item[0].split("/"), item[1]),
     )
     return render(
         request,

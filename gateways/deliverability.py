@@ -1,6 +1,6 @@
 """Would mail sent as an alias pass SPF and DMARC for the alias's domain? An honest estimate.
 
-Who is checked, per path (DKIM is left out: Sendgate does not sign mail yet):
+Who is checked, per path:
 
 * The domain path (the domain's outbound gateway, or direct MX from this server). The envelope
   sender is the account's primary address, ann@example.com, so receivers run SPF for
@@ -8,10 +8,16 @@ Who is checked, per path (DKIM is left out: Sendgate does not sign mail yet):
   sending IP addresses. DMARC for partner.org needs an SPF-authenticated domain *aligned* with
   the From domain (RFC 7489 3.1.2): with relaxed alignment, example.com and partner.org must
   share an organisational domain; with strict alignment (aspf=s) they must be equal. So this
-  path fails DMARC by construction, unless the two domains are one organisation (an alias at
-  news.example.com sent by example.com) or someone signs with an aligned DKIM key, which
-  Sendgate does not do. Siblings such as a.example.com and b.example.com may or may not be one
-  organisation: telling needs the Public Suffix List, which we do not ship, so we say "unknown".
+  path fails DMARC by SPF, unless the two domains are one organisation (an alias at
+  news.example.com sent by example.com). Siblings such as a.example.com and b.example.com may or
+  may not be one organisation: telling needs the Public Suffix List, which we do not ship, so we
+  say "unknown".
+  DKIM: once example.com has an active key (its published record checked), Sendgate signs this
+  path's mail with d=example.com, the domain of the Sender: header it adds (or of the From
+  address itself when the account owns that domain). DMARC counts a DKIM pass only when d= is
+  aligned with the From domain (RFC 7489 3.1.1, adkim), so for partner.org the signature vouches
+  for the Sender, not for the alias: it does not rescue DMARC. For an alias in the account's own
+  domain it does: then DMARC passes by DKIM alone.
 * The per-user gateway. The envelope sender is the alias itself, so SPF is checked for
   partner.org and is aligned by construction: DMARC passes exactly when SPF passes. We evaluate
   partner.org's SPF record for the addresses the server's host name resolves to. That is an
@@ -243,6 +249,7 @@ class Dmarc:
     status: dns.Status
     policy: Policy | None = None
     strict_spf: bool = False  # aspf=s
+    strict_dkim: bool = False  # adkim=s
 
 
 def parse_dmarc(records: dns.Lookup[str]) -> Dmarc:
@@ -265,7 +272,12 @@ def parse_dmarc(records: dns.Lookup[str]) -> Dmarc:
         if "rua" not in tags:
             return Dmarc(dns.Status.MISSING)
         policy = Policy.NONE  # a bad or missing p= with reporting wanted means p=none
-    return Dmarc(dns.Status.FOUND, policy, strict_spf=tags.get("aspf", "r").lower() == "s")
+    return Dmarc(
+        dns.Status.FOUND,
+        policy,
+        strict_spf=tags.get("aspf", "r").lower() == "s",
+        strict_dkim=tags.get("adkim", "r").lower() == "s",
+    )
 
 
 # --- what to tell the user, per path ----------------------------------------------------------
@@ -367,9 +379,16 @@ def _dmarc_consequence(alias: str, via: str, dmarc: Dmarc, verdict: Verdict) -> 
 
 
 def domain_path_hint(
-    *, alias_domain: str, envelope_domain: str, org_name: str, dmarc: Dmarc, in_use: bool = False
+    *,
+    alias_domain: str,
+    envelope_domain: str,
+    org_name: str,
+    dmarc: Dmarc,
+    in_use: bool = False,
+    dkim_domain: str | None = None,
 ) -> PathHint:
-    """The domain path: the envelope sender is in ``envelope_domain`` (see the module docstring)."""
+    """The domain path: the envelope sender is in ``envelope_domain``; ``dkim_domain`` is the
+    domain Sendgate signs this mail for, when it has an active key (see the module docstring)."""
     via = _("%(org)s's servers") % {"org": org_name}
     names = {"alias": alias_domain, "via": via, "envelope": envelope_domain}
     sentences = [
@@ -397,6 +416,28 @@ def domain_path_hint(
             sentences.append(
                 _("We cannot tell whether %(alias)s and %(envelope)s count as one organisation.")
                 % names
+            )
+    if dkim_domain:
+        dkim_names = names | {"dkim": dkim_domain}
+        strict = dmarc.status == dns.Status.FOUND and dmarc.strict_dkim
+        if spf_alignment(alias_domain, dkim_domain, strict) == Verdict.PASS:
+            # We checked the published key ourselves: this signature verifies and is aligned.
+            verdict = Verdict.PASS
+            sentences.append(
+                _(
+                    "Sendgate signs this mail with DKIM for %(dkim)s, which is aligned with "
+                    "%(alias)s: it passes DMARC by DKIM."
+                )
+                % dkim_names
+            )
+        else:
+            sentences.append(
+                _(
+                    "Sendgate signs this mail with DKIM for %(dkim)s, the domain of the Sender: "
+                    "address. That signature vouches for the sender, but it does not count for "
+                    "DMARC of %(alias)s, which needs a signature of its own domain."
+                )
+                % dkim_names
             )
     sentences += _dmarc_consequence(alias_domain, via, dmarc, verdict)
     return PathHint(
@@ -487,8 +528,12 @@ def assess(
     gateway_host: str | None,
     using_gateway: bool,
     resolver: dns.Resolver | None = None,
+    dkim_domain: str | None = None,
 ) -> list[PathHint]:
-    """Look up the alias domain's records and judge each path its mail can take."""
+    """Look up the alias domain's records and judge each path its mail can take.
+
+    ``dkim_domain``: the domain whose active key signs the domain path's mail, if any.
+    """
     resolver = resolver or dns.default_resolver()
     dmarc = parse_dmarc(dns.dmarc_records(alias_domain, resolver))
     hints = [
@@ -498,6 +543,7 @@ def assess(
             org_name=org_name,
             dmarc=dmarc,
             in_use=not using_gateway,
+            dkim_domain=dkim_domain,
         )
     ]
     if gateway_host:

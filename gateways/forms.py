@@ -23,7 +23,15 @@ class SmtpServerForm(forms.Form):
         help_text=_("Leave empty to send through your organisation's servers."),
     )
     smtp_port = forms.IntegerField(
-        label=_("Port"), min_value=1, max_value=65535, initial=587, required=False
+        label=_("Port"),
+        min_value=1,
+        max_value=65535,
+        initial=587,
+        required=False,
+        error_messages={
+            "min_value": _("Enter a port from 1 to 65535, usually 587 or 465."),
+            "max_value": _("Enter a port from 1 to 65535, usually 587 or 465."),
+        },
     )
     smtp_security = forms.ChoiceField(label=_("Security"), required=False)
     smtp_username = forms.CharField(label=_("Username"), max_length=320, required=False)
@@ -72,7 +80,7 @@ class SmtpServerForm(forms.Form):
         if not data.get("smtp_host"):
             return data
         port = data.get("smtp_port")
-        if not port:
+        if not port and "smtp_port" not in self.errors:  # an invalid port has its own error
             self.add_error("smtp_port", _("Enter the server's port, usually 587 or 465."))
         if data.get("smtp_security") == SmtpServer.Security.NONE and port != 25:
             self.add_error(

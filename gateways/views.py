@@ -15,10 +15,11 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from domainkeys.models import DkimKey
 from mailkit import dns
 from mailkit.addresses import domain_of, normalize_address
-from outbound.intake import accept_message
 from outbound.routing import RouteKind, route_for
+from outbox import notices
 
 from . import deliverability
 from .access import get_alias_for_user
@@ -119,7 +120,9 @@ def _send_confirmation(alias: SendAsAlias) -> None:
         "hours": settings.SENDGATE_CONFIRMATION_HOURS,
     }
     subject = _("Confirm sending as %(address)s") % {"address": alias.address}
-    accept_message(account, account.email, [alias.address], subject, body)
+    # From the system address, not from the user: it is Sendgate asking, not the user writing.
+    notice = notices.build_notice(account, subject, body, to=[alias.address])
+    notices.send_to_sender(account, notice, to=[alias.address])
 
 
 @login_required
@@ -244,6 +247,9 @@ def alias_deliverability(request: HttpRequest, pk: int) -> HttpResponse:
     account = request.user
     # Which path mail as this alias takes today: asked of the one routing function.
     route = route_for(account, alias.address, alias)
+    # Which domain would sign it on the domain path (the route without the alias's gateway).
+    signing_domain = route_for(account, alias.address, None).dkim_domain
+    signed = bool(signing_domain and DkimKey.objects.active_for([signing_domain]).exists())
     server = alias.smtp_server
     hints = deliverability.assess(
         alias_domain=domain_of(alias.address),
@@ -252,13 +258,14 @@ def alias_deliverability(request: HttpRequest, pk: int) -> HttpResponse:
         gateway_host=server.host if server else None,
         using_gateway=route.kind == RouteKind.USER_GATEWAY,
         resolver=dns.default_resolver(),
+        dkim_domain=signing_domain if signed else None,
     )
     template = (
         "gateways/partials/deliverability.html"
         if request.htmx
         else "gateways/alias_deliverability.html"
     )
-    return render(request, template, {"alias": alias, "hints": hints})
+    return render(request, template, {"alias": alias, "hints": hints, "signed": signed})
 
 
 @login_required

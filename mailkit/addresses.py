@@ -23,6 +23,10 @@ def normalize_address(value: str) -> str:
     value = reject_control_characters(value.strip())
     if "<" in value or ">" in value or " " in value or value.count("@") != 1:
         raise ValidationError(_("Enter a bare e-mail address such as ann@example.com."))
+    if value.endswith("]"):
+        # validate_email accepts address literals (ann@[192.0.2.1]); mail to and from them is
+        # neither verifiable nor deliverable through a domain's path.
+        raise ValidationError(_("Use an address at a domain name, not at an IP address."))
     validate_email(value)
     local, domain = value.rsplit("@", 1)
     return f"{local}@{domain.lower().rstrip('.')}"

@@ -37,3 +37,15 @@ def _quoted(value: Any) -> str:
     if not text or any(c.isspace() or c in '"=' for c in text):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
+
+
+class DropKnownNoise(logging.Filter):
+    """Drop log lines that say nothing an operator can act on (given as message fragments)."""
+
+    def __init__(self, fragments: list[str]) -> None:
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)

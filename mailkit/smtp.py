@@ -51,14 +51,25 @@ class Outcome:
     refused: dict[str, str] = field(default_factory=dict)  # recipient -> reply
     transcript: list[str] = field(default_factory=list)
     seconds: float = 0.0  # how long this job took, connecting included when it opened one
+    tls_failed: bool = False  # no verified TLS: not offered, bad certificate, handshake failed
+    tls: bool = False  # the session was encrypted (verified too, unless OPPORTUNISTIC)
+    note: str = ""  # which TLS policy applied, for the attempt record (MTA-STS)
 
 
 class _Failure(Exception):
-    def __init__(self, error: str, *, permanent: bool = False, auth_failed: bool = False) -> None:
+    def __init__(
+        self,
+        error: str,
+        *,
+        permanent: bool = False,
+        auth_failed: bool = False,
+        tls_failed: bool = False,
+    ) -> None:
         super().__init__(error)
         self.error = error
         self.permanent = permanent
         self.auth_failed = auth_failed
+        self.tls_failed = tls_failed
 
 
 @functools.lru_cache(maxsize=8)
@@ -97,6 +108,7 @@ class Connection:
         self.transcript = transcript
         self.client: aiosmtplib.SMTP | None = None
         self.broken = False  # the server went away; do not send the next message on it
+        self.secured = False  # TLS is up (implicit, or after STARTTLS)
 
     async def open(self) -> None:
         target, transcript = self.target, self.transcript
@@ -115,15 +127,20 @@ class Connection:
             timeout=settings.SENDGATE_SMTP_DEADLINE,
         )
         transcript.append(f"S: {_reply(await client.connect())}")
+        self.secured = target.security is Security.TLS
         transcript.append(f"C: EHLO {settings.SENDGATE_SMTP_HELO_NAME}")
         transcript.append(f"S: {_reply(await client.ehlo())}")
         if target.security is Security.STARTTLS or (
             target.security is Security.OPPORTUNISTIC and client.supports_extension("starttls")
         ):
             if not client.supports_extension("starttls"):
-                raise _Failure(_("The server does not offer STARTTLS, which this server requires."))
+                raise _Failure(
+                    _("The server does not offer STARTTLS, which this server requires."),
+                    tls_failed=True,
+                )
             transcript.append("C: STARTTLS")
             transcript.append(f"S: {_reply(await client.starttls())}")
+            self.secured = True
             transcript.append(f"S: {_reply(await client.ehlo())}")
         if target.username:
             if client.get_transport_info("sslcontext") is None:
@@ -221,8 +238,10 @@ class Sender:
                     self.connection = Connection(self.target, self.transcript)
                     await self.connection.open()
                 outcome = await self.connection.transfer(mail_from, recipients, data)
+                outcome.tls = self.connection.secured
         except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
             outcome = _describe(exc, self.target, self.deadline)
+            outcome.tls = self.connection is not None and self.connection.secured
             refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
             if opening or not refused_only or self.connection.broken:
                 await self.close()
@@ -266,7 +285,11 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
     label = target.label
     if isinstance(exc, _Failure):
         return Outcome(
-            ok=False, error=exc.error, permanent=exc.permanent, auth_failed=exc.auth_failed
+            ok=False,
+            error=exc.error,
+            permanent=exc.permanent,
+            auth_failed=exc.auth_failed,
+            tls_failed=exc.tls_failed,
         )
     if isinstance(exc, UnsafeAddress | UnsafePort):
         return Outcome(ok=False, error=_("Not allowed: %(reason)s.") % {"reason": exc})
@@ -275,6 +298,7 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
             ok=False,
             error=_("The TLS certificate of %(host)s is not valid: %(reason)s.")
             % {"host": target.host, "reason": exc.verify_message or exc.reason},
+            tls_failed=True,
         )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and 500 <= exc.code < 600:
         return Outcome(
@@ -308,6 +332,7 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
             ok=False,
             error=_("TLS with %(server)s failed: %(reason)s.")
             % {"server": label, "reason": exc.reason or exc},
+            tls_failed=True,
         )
     if isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError):
         return Outcome(ok=False, error=_("%(server)s closed the connection.") % {"server": label})

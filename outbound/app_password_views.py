@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 
 from .credentials import create_app_password
@@ -18,27 +19,35 @@ def get_app_password_for_user(request: HttpRequest, pk: int) -> AppPassword:
     return get_object_or_404(AppPassword.objects.for_account(request.user), pk=pk)
 
 
+# The new password rides in the session from the POST to the page it redirects to, and is
+# removed there: shown once, and a reload cannot create a second one (post/redirect/get).
+SESSION_KEY = "new_app_password"
+
+
 @login_required
 def app_password_list(request: HttpRequest) -> HttpResponse:
     form = AppPasswordForm(request.POST or None)
-    new_password = None
-    created = None
     if request.method == "POST" and form.is_valid():
-        # Rendered, not redirected: the password is shown this once and never stored in clear.
-        created, new_password = create_app_password(request.user, form.cleaned_data["name"])
-        form = AppPasswordForm()
-    return render(
+        created, password = create_app_password(request.user, form.cleaned_data["name"])
+        request.session[SESSION_KEY] = {"id": created.pk, "password": password}
+        return redirect("app_password_list")
+    shown = request.session.pop(SESSION_KEY, None)
+    app_passwords = AppPassword.objects.for_account(request.user)
+    created = app_passwords.filter(pk=shown["id"]).first() if shown else None
+    response = render(
         request,
         "outbound/app_passwords.html",
         {
             "form": form,
-            "app_passwords": AppPassword.objects.for_account(request.user),
+            "app_passwords": app_passwords,
             "created": created,
-            "new_password": new_password,
+            "new_password": shown["password"] if created else None,
             "submission_host": settings.SENDGATE_SUBMISSION_HOSTNAME,
             "submission_port": settings.SENDGATE_SUBMISSION_PORT,
         },
     )
+    add_never_cache_headers(response)  # never keep a page that may show a password
+    return response
 
 
 @login_required

@@ -21,16 +21,21 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from domainkeys.signing import Signer
 from gateways.models import SendAsAlias, SmtpServer
 from mailkit import dns
 from mailkit.logs import event
+from mailkit.mta_sts import Mode as StsMode
+from mailkit.mta_sts import Policy, PolicyFetcher
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, run_session
 from outbox import notices
 from outbox.models import DeliveryAttempt, Message
 
-from . import metrics, reports
+from . import metrics, mta_sts, reports
 from .headers import with_sender
 from .routing import Route, RouteKind, route_for
+
+log = logging.getLogger(__name__)
 
 # What one delivery to one server did for some of a message's recipients.
 Results = list[tuple[str, list[str], Outcome]]
@@ -96,8 +101,12 @@ def routes_for(messages: list[Message]) -> dict[int, Route]:
     }
 
 
-def deliver(message_id: int, resolver: dns.Resolver | None = None) -> None:
-    deliver_batch([message_id], resolver)
+def deliver(
+    message_id: int,
+    resolver: dns.Resolver | None = None,
+    policy_fetcher: PolicyFetcher | None = None,
+) -> None:
+    deliver_batch([message_id], resolver, policy_fetcher)
 
 
 # Messages each server gets per round. Outcomes are saved after every round, so a worker killed
@@ -105,7 +114,11 @@ def deliver(message_id: int, resolver: dns.Resolver | None = None) -> None:
 ROUND_SIZE = 5
 
 
-def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) -> None:
+def deliver_batch(
+    message_ids: list[int],
+    resolver: dns.Resolver | None = None,
+    policy_fetcher: PolicyFetcher | None = None,
+) -> None:
     """Make one attempt for each due message no other worker has; safe to call twice."""
     claimed = claim(message_ids)
     if not claimed:
@@ -114,6 +127,7 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         Message.objects.select_related("account__domain").filter(pk__in=claimed).order_by("pk")
     )  # a message deleted meanwhile is simply not here
     routes = routes_for(messages)
+    signer = Signer()
     by_server: dict[int, list[Message]] = defaultdict(list)
     budget_ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
     for message in messages:
@@ -124,7 +138,10 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
             if time.monotonic() >= budget_ends:
                 _release([message.pk])  # out of time: the next batch takes it
             else:
-                _record([(message, _send_direct(route, message, resolver))], routes)
+                _record(
+                    [(message, _send_direct(route, message, signer, resolver, policy_fetcher))],
+                    routes,
+                )
         else:
             by_server[route.server_id].append(message)
     servers = SmtpServer.objects.in_bulk(list(by_server))
@@ -133,11 +150,23 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         # Same host, port, security and credentials: one connection, whoever's alias it is.
         by_target[servers[server_id].target()].extend(server_messages)
     if by_target:
-        _send_through_servers(by_target, routes, budget_ends)
+        _send_through_servers(by_target, routes, signer, budget_ends)
+
+
+def outgoing_data(message: Message, route: Route, signer: Signer) -> bytes:
+    """The bytes this route sends: the message as accepted, with the route's Sender: header,
+    signed (DKIM) last so that the signature covers that header."""
+    data = with_sender(bytes(message.raw), route.sender_header)
+    if route.kind == RouteKind.USER_GATEWAY:
+        return data  # the partner's server signs mail it sends; Sendgate never does
+    return signer.sign(data, route.dkim_domain)
 
 
 def _send_through_servers(
-    by_target: dict[Target, list[Message]], routes: dict[int, Route], budget_ends: float
+    by_target: dict[Target, list[Message]],
+    routes: dict[int, Route],
+    signer: Signer,
+    budget_ends: float,
 ) -> None:
     """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
@@ -149,7 +178,7 @@ def _send_through_servers(
 
     def job(message: Message) -> Job:
         route = routes[message.pk]
-        data = with_sender(bytes(message.raw), route.sender_header)
+        data = outgoing_data(message, route, signer)
         return (route.envelope_from, list(message.pending_recipients), data)
 
     async def together(coroutines) -> list:
@@ -164,13 +193,10 @@ def _send_through_servers(
             this_round = {t: q[:ROUND_SIZE] for t, q in queues.items() if q}
             for target, taken in this_round.items():
                 del queues[target][: len(taken)]
+            # Built (and signed) here, outside the event loop: signing reads keys with the ORM.
+            jobs = {t: [job(m) for m in taken] for t, taken in this_round.items()}
             outcomes = loop.run_until_complete(
-                together(
-                    (
-                        senders[t].send([job(m) for m in taken], stop_at)
-                        for t, taken in this_round.items()
-                    )
-                )
+                together(senders[t].send(jobs[t], stop_at) for t in this_round)
             )
             done, not_started = [], []
             for (target, taken), sent in zip(this_round.items(), outcomes, strict=True):
@@ -272,12 +298,25 @@ def _held(message: Message) -> Outcome:
     )
 
 
-def _send_direct(route: Route, message: Message, resolver: dns.Resolver | None) -> Results:
-    """Deliver to each recipient domain's MX hosts in preference order."""
+def _send_direct(
+    route: Route,
+    message: Message,
+    signer: Signer,
+    resolver: dns.Resolver | None,
+    fetcher: PolicyFetcher | None,
+) -> Results:
+    """Deliver to each recipient domain's MX hosts in preference order, under its MTA-STS
+    policy when it publishes one."""
     by_domain: dict[str, list[str]] = defaultdict(list)
     for rcpt in message.pending_recipients:
         by_domain[rcpt.rsplit("@", 1)[1].lower()].append(rcpt)
-    data = with_sender(bytes(message.raw), route.sender_header)
+    data = outgoing_data(message, route, signer)
+    sender_domain = message.account.domain
+    security = (
+        Security.STARTTLS
+        if sender_domain and sender_domain.require_tls_direct
+        else Security.OPPORTUNISTIC
+    )
     results = []
     for domain, group in by_domain.items():
         try:
@@ -288,22 +327,83 @@ def _send_direct(route: Route, message: Message, resolver: dns.Resolver | None) 
         except TimeoutError as exc:
             results.append((domain, group, Outcome(ok=False, error=str(exc))))
             continue
-        outcome = Outcome(ok=False, error=_("No mail exchanger answered."))
-        label = domain
-        sender_domain = message.account.domain
-        security = (
-            Security.STARTTLS
-            if sender_domain and sender_domain.require_tls_direct
-            else Security.OPPORTUNISTIC
+        policy = mta_sts.policy_for(domain, resolver, fetcher)
+        label, outcome = _to_mx_hosts(
+            domain, hosts, (route.envelope_from, group, data), security, policy
         )
-        for host in hosts:
-            target = Target(host=host, port=settings.SENDGATE_DIRECT_MX_PORT, security=security)
-            label = target.label
-            outcome = asyncio.run(run_session(target, route.envelope_from, group, data))
-            if outcome.ok or outcome.permanent:
-                break
         results.append((label, group, outcome))
     return results
+
+
+def _to_mx_hosts(
+    domain: str, hosts: list[str], job: Job, security: Security, policy: Policy | None
+) -> tuple[str, Outcome]:
+    """Try ``hosts`` in turn until one takes the message or refuses it for good.
+
+    MTA-STS ``enforce``: only hosts the policy names, only over STARTTLS with a certificate valid
+    for the host's name; anything else waits and retries, never in plaintext. ``testing``: the
+    same check is made and its failure logged, but the message goes as it would without a policy.
+    """
+    mail_from, recipients, data = job
+
+    def attempt(host: str, how: Security) -> tuple[str, Outcome]:
+        target = Target(host=host, port=settings.SENDGATE_DIRECT_MX_PORT, security=how)
+        return target.label, asyncio.run(run_session(target, mail_from, recipients, data))
+
+    mode = policy.mode if policy else StsMode.NONE
+    if mode is StsMode.ENFORCE:
+        named = [h for h in hosts if policy.matches(h)]
+        if not named:
+            error = _(
+                "MTA-STS enforce: none of the mail servers of %(domain)s (%(hosts)s) is named in "
+                "its policy (%(mx)s); the message waits rather than go to an unlisted server."
+            ) % {"domain": domain, "hosts": ", ".join(hosts), "mx": ", ".join(policy.mx)}
+            return domain, Outcome(ok=False, error=error, note=error)
+        hosts = named
+    label, outcome = domain, Outcome(ok=False, error=_("No mail exchanger answered."))
+    for host in hosts:
+        names = {"host": host}
+        if mode is StsMode.ENFORCE:
+            label, outcome = attempt(host, Security.STARTTLS)
+            if outcome.tls:
+                outcome.note = _("MTA-STS enforce: certificate valid for %(host)s") % names
+            elif outcome.tls_failed:
+                outcome.note = (
+                    _("MTA-STS enforce: no verified TLS with %(host)s, nothing sent") % names
+                )
+            else:
+                outcome.note = _("MTA-STS enforce: %(host)s could not be reached") % names
+        elif mode is StsMode.TESTING and not policy.matches(host):
+            log.warning("MTA-STS testing: %s is not named in the policy of %s", host, domain)
+            label, outcome = attempt(host, security)
+            outcome.note = (
+                _("MTA-STS testing: %(host)s is not named in the policy; sent as without one")
+                % names
+            )
+        elif mode is StsMode.TESTING:
+            label, outcome = attempt(host, Security.STARTTLS)
+            if outcome.tls:
+                outcome.note = _("MTA-STS testing: certificate valid for %(host)s") % names
+            elif not outcome.tls_failed:
+                outcome.note = _("MTA-STS testing: %(host)s could not be reached") % names
+            elif security is Security.STARTTLS:
+                # The sender's own domain requires verified TLS: no second try without it.
+                outcome.note = (
+                    _("MTA-STS testing: no verified TLS with %(host)s, nothing sent") % names
+                )
+            else:
+                log.warning("MTA-STS testing: %s: %s", host, outcome.error)
+                failure = outcome.error
+                label, outcome = attempt(host, security)
+                outcome.note = _(
+                    "MTA-STS testing: verified TLS with %(host)s failed (%(error)s); sent as "
+                    "without a policy"
+                ) % (names | {"error": failure})
+        else:
+            label, outcome = attempt(host, security)
+        if outcome.ok or outcome.permanent:
+            break
+    return label, outcome
 
 
 def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> DeliveryAttempt:
@@ -326,6 +426,7 @@ def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> D
         envelope_from=route.envelope_from,
         outcome=result,
         reply=reply,
+        tls_policy=outcome.note,
     )
 
 

@@ -39,7 +39,18 @@ class ComposeForm(forms.Form):
         ]
 
     def clean_to(self) -> list[str]:
-        return [normalize_address(a) for a in self.cleaned_data["to"].split(",") if a.strip()]
+        addresses = []
+        for given in (a.strip() for a in self.cleaned_data["to"].split(",")):
+            if not given:
+                continue
+            try:
+                addresses.append(normalize_address(given))
+            except forms.ValidationError as error:
+                raise forms.ValidationError(
+                    _("“%(address)s”: %(problem)s")
+                    % {"address": given, "problem": error.messages[0]}
+                ) from error
+        return addresses
 
     def clean_subject(self) -> str:
         return reject_control_characters(self.cleaned_data["subject"])

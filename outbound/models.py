@@ -7,6 +7,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from mailkit.mta_sts import Mode, Policy
+
 
 class AppPasswordQuerySet(models.QuerySet):
     def for_account(self, account) -> AppPasswordQuerySet:
@@ -53,3 +55,25 @@ class AuthFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.login} from {self.remote_ip} at {self.failed_at}"
+
+
+class MtaStsPolicy(models.Model):
+    """A recipient domain's MTA-STS policy as last fetched (RFC 8461), shared by every worker.
+
+    Used until ``expires_at`` (fetched_at + max_age); fetched again when the domain's TXT record
+    announces another id.
+    """
+
+    domain = models.CharField(max_length=253, unique=True)
+    policy_id = models.CharField(max_length=32)
+    mode = models.CharField(max_length=10)
+    mx = models.JSONField(default=list)
+    max_age = models.PositiveIntegerField()
+    fetched_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.domain}: {self.mode}"
+
+    def policy(self) -> Policy:
+        return Policy(mode=Mode(self.mode), mx=tuple(self.mx), max_age=self.max_age)

@@ -27,6 +27,10 @@ class Route:
     server_id: int | None  # SmtpServer to relay through; None for direct MX
     policy_version: int
     hold: bool = False  # do not send now: the chosen server is paused
+    # The domain whose DKIM key signs this message: the From domain when the organisation owns
+    # it, else the domain of the Sender: header (so d= is aligned with the header it vouches
+    # for). None on a per-user gateway: the partner's server signs that mail, never Sendgate.
+    dkim_domain: str | None = None
 
 
 def choose_route(
@@ -66,13 +70,21 @@ def choose_route(
 
     from_domain = from_address.rsplit("@", 1)[-1].lower()
     foreign = from_address.lower() != primary_address.lower() and from_domain not in own_domains
+    sender_header = primary_address if foreign and not automatic else None
+    if not foreign:
+        dkim_domain: str | None = from_domain
+    elif sender_header:
+        dkim_domain = sender_header.rsplit("@", 1)[-1].lower()
+    else:
+        dkim_domain = None  # no header in the message names a domain of ours
     return Route(
         kind=RouteKind.DOMAIN_GATEWAY if domain_gateway_id else RouteKind.DIRECT_MX,
         rule=rule,
         envelope_from="" if automatic else primary_address,
-        sender_header=primary_address if foreign and not automatic else None,
+        sender_header=sender_header,
         server_id=domain_gateway_id,
         policy_version=policy_version,
+        dkim_domain=dkim_domain,
     )
 
 

@@ -28,7 +28,8 @@ class Rule(models.TextChoices):
 
 class MessageQuerySet(models.QuerySet):
     def for_sender(self, account) -> MessageQuerySet:
-        return self.filter(account=account)
+        """The account's own mail: Sendgate's notices and reports to it are not in its sent mail."""
+        return self.filter(account=account, kind=Message.Kind.MAIL)
 
     def for_domain(self, domain) -> MessageQuerySet:
         """The domain's messages, by their own ``domain`` column: no join through accounts."""
@@ -38,7 +39,8 @@ class MessageQuerySet(models.QuerySet):
 class Message(models.Model):
     class Kind(models.TextChoices):
         MAIL = "mail", _("Mail")
-        REPORT = "report", _("Delivery report")  # a DSN or notice Sendgate sends the sender
+        # Sendgate's own mail: delivery reports, notices, confirmation codes (null envelope sender)
+        REPORT = "report", _("Delivery report")
 
     class State(models.TextChoices):
         QUEUED = "queued", _("Queued")
@@ -143,6 +145,9 @@ class DeliveryAttempt(models.Model):
     envelope_from = models.EmailField()
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     reply = models.TextField(blank=True)
+    # The recipient domain's TLS policy and what it decided ("MTA-STS enforce: certificate valid
+    # for mx1.example.net"); empty when none applied.
+    tls_policy = models.TextField(blank=True)
 
     class Meta:
         ordering = ["started_at", "id"]

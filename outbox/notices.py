@@ -4,27 +4,51 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from directory.models import Account
+from mailkit.addresses import normalize_address, reject_control_characters
 
 from .models import Message
 from .queue import queue
 
 
 def mailer_daemon(account: Account) -> str:
+    """The address Sendgate's own mail comes from: SENDGATE_SYSTEM_FROM, else MAILER-DAEMON at
+    the account's domain (a domain the organisation's path may send as)."""
+    configured = system_from_setting()
+    if configured is not None:
+        return configured[1]
     domain = account.domain.name if account.domain else settings.SENDGATE_SMTP_HELO_NAME
     return f"MAILER-DAEMON@{domain}"
 
 
-def build_notice(account: Account, subject: str, body: str) -> EmailMessage:
+def system_from_setting() -> tuple[str, str] | None:
+    """SENDGATE_SYSTEM_FROM as (display name, address), None when unset; ValueError if unusable."""
+    if not settings.SENDGATE_SYSTEM_FROM:
+        return None
+    name, address = parseaddr(settings.SENDGATE_SYSTEM_FROM)
+    try:
+        return reject_control_characters(name), normalize_address(address)
+    except ValidationError as error:
+        raise ValueError(error.messages[0]) from error
+
+
+def build_notice(
+    account: Account, subject: str, body: str, to: list[str] | None = None
+) -> EmailMessage:
+    """Sendgate's own mail to ``to`` (default: the account itself), sent on its behalf."""
+    configured = system_from_setting()
     notice = EmailMessage(policy=SMTP)
-    notice["From"] = formataddr((_("Sendgate"), mailer_daemon(account)))
-    notice["To"] = account.email
+    notice["From"] = formataddr(
+        (configured[0] if configured and configured[0] else _("Sendgate"), mailer_daemon(account))
+    )
+    notice["To"] = ", ".join(to or [account.email])
     notice["Subject"] = subject
     notice["Date"] = format_datetime(timezone.now())
     notice["Message-ID"] = make_msgid(domain=mailer_daemon(account).split("@")[1])
@@ -33,12 +57,14 @@ def build_notice(account: Account, subject: str, body: str) -> EmailMessage:
     return notice
 
 
-def send_to_sender(account: Account, email: EmailMessage) -> Message:
-    """Queue Sendgate's own message to the account; it leaves through the domain path."""
+def send_to_sender(account: Account, email: EmailMessage, to: list[str] | None = None) -> Message:
+    """Queue Sendgate's own message (to the account unless ``to`` says otherwise). It leaves
+    through the account's domain path with the null envelope sender, and as a REPORT it is not
+    the account's sent mail."""
     return queue(
         account,
         mailer_daemon(account),
-        [account.email],
+        to or [account.email],
         str(email["Subject"]),
         str(email["Message-ID"]),
         email.as_bytes(policy=SMTP),

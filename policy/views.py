@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,7 +23,11 @@ from .service import current_policy, set_domain_policy, set_unit_policy, tree_br
 @login_required
 def domain_list(request: HttpRequest) -> HttpResponse:
     require_domain_admin(request)
-    domains = Domain.objects.for_admin(request.user).select_related("outbound_policy")
+    domains = (
+        Domain.objects.for_admin(request.user)
+        .select_related("outbound_policy")
+        .annotate(signing_keys=Count("dkim_keys", filter=Q(dkim_keys__state="active")))
+    )
     return render(request, "policy/domain_list.html", {"domains": domains})
 
 

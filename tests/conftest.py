@@ -161,6 +161,31 @@ def smtp_peer(pki: Pki) -> Iterator:
         controller.stop()
 
 
+@pytest.fixture
+def mx_peer(pki: Pki) -> Iterator:
+    """Start receiving mail servers (aiosmtpd) on loopback, as a recipient domain's MX would be:
+    no AUTH, STARTTLS offered (with ``tls``, default: a trusted certificate for localhost) or not
+    at all (``tls=False``). Each records what it receives."""
+    from aiosmtpd.controller import Controller
+
+    controllers = []
+
+    def start(tls=None) -> Peer:
+        port = free_port()
+        handler = RecordingHandler()
+        context = None if tls is False else (tls or pki.server_context)
+        controller = Controller(
+            handler, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=False
+        )
+        controller.start()
+        controllers.append(controller)
+        return Peer("localhost", port, "", "", handler)
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
 # --- people -------------------------------------------------------------------------------------
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from domainkeys.models import DkimKey
 from gateways.models import SendAsAlias
 from outbox.models import Message
 
@@ -13,6 +14,9 @@ from .conftest import PASSWORD
 
 @pytest.fixture
 def ann_objects(people):
+    dkim_key = DkimKey.objects.create(
+        domain=people.domain, selector="sg1", algorithm="rsa", private_key="x", public_key="y"
+    )
     alias = SendAsAlias.objects.create(account=people.user, address="ann@partner.org")
     message = Message.objects.create(
         account=people.user,
@@ -21,14 +25,14 @@ def ann_objects(people):
         message_id="<m@example.com>",
         raw=b"Subject: x\r\n\r\nx",
     )
-    return alias, message
+    return alias, message, dkim_key
 
 
 def login(client, account) -> None:
     assert client.login(username=account.email, password=PASSWORD)
 
 
-def id_pages(people, alias, message) -> list[tuple[str, str]]:
+def id_pages(people, alias, message, dkim_key) -> list[tuple[str, str]]:
     return [
         ("get", reverse("alias_confirm", args=[alias.pk])),
         ("post", reverse("alias_resend", args=[alias.pk])),
@@ -41,6 +45,13 @@ def id_pages(people, alias, message) -> list[tuple[str, str]]:
         ("get", reverse("domain_policy", args=[people.domain.pk])),
         ("post", reverse("domain_policy", args=[people.domain.pk])),
         ("get", reverse("propagation_progress", args=[people.domain.pk])),
+        ("get", reverse("dkim_keys", args=[people.domain.pk])),
+        ("post", reverse("dkim_keys", args=[people.domain.pk])),
+        ("post", reverse("dkim_key_check", args=[people.domain.pk, dkim_key.pk])),
+        ("get", reverse("dkim_key_delete", args=[people.domain.pk, dkim_key.pk])),
+        ("post", reverse("dkim_key_delete", args=[people.domain.pk, dkim_key.pk])),
+        # The outsider's own domain in the URL, someone else's key: still a 404.
+        ("post", reverse("dkim_key_check", args=[people.outsider.domain.pk, dkim_key.pk])),
     ]
 
 
@@ -51,6 +62,8 @@ def test_outsider_gets_404_on_every_page_that_takes_an_id(client, people, ann_ob
         assert response.status_code == 404, (method, url)
     assert SendAsAlias.objects.filter(pk=ann_objects[0].pk).exists()
     assert not people.domain.policy_changes.exists()
+    assert DkimKey.objects.get(pk=ann_objects[2].pk).checked_at is None
+    assert DkimKey.objects.count() == 1
 
 
 def test_plain_user_cannot_reach_admin_pages(client, people):

@@ -21,16 +21,20 @@ def ann_client(client, people):
 
 
 def test_a_new_app_password_is_shown_once_and_stored_only_as_a_hash(ann_client, people):
-    response = ann_client.post(reverse("app_password_list"), {"name": "Laptop"})
+    response = ann_client.post(reverse("app_password_list"), {"name": "Laptop"}, follow=True)
+    assert response.redirect_chain == [(reverse("app_password_list"), 302)]  # post/redirect/get
+    assert "no-store" in response["Cache-Control"]
     page = response.content.decode()
-    shown = re.search(r'<code class="secret">([a-z ]+)</code>', page).group(1)
+    shown = re.search(r'<code class="secret"[^>]*>([a-z ]+)</code>', page).group(1)
     app_password = AppPassword.objects.get(account=people.user)
     assert app_password.name == "Laptop"
     assert shown not in app_password.password_hash
     assert check_password(shown.replace(" ", ""), app_password.password_hash)
 
+    # Reloading the page shows the list, not the password, and creates nothing.
     again = ann_client.get(reverse("app_password_list")).content.decode()
     assert "Laptop" in again and shown not in again
+    assert AppPassword.objects.filter(account=people.user).count() == 1
 
 
 def test_the_app_password_matches_with_or_without_spaces_and_the_console_password_does_not(

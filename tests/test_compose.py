@@ -73,3 +73,16 @@ def test_compose_respects_the_daily_limit(ann_client, settings):
     response = ann_client.post(reverse("compose"), form)
     assert "limit of 1 messages in 24 hours" in response.content.decode()
     assert Message.objects.count() == 1
+
+
+def test_a_bad_recipient_is_named_in_the_error(ann_client):
+    response = ann_client.post(
+        reverse("compose"),
+        {
+            "from_address": "ann@example.com",
+            "to": "bob@elsewhere.test, carol at example",
+            "body": "x",
+        },
+    )
+    assert "“carol at example”: Enter a bare e-mail address" in response.content.decode()
+    assert not Message.objects.exists()

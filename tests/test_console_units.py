@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -211,3 +213,38 @@ def test_every_save_is_in_the_audit_log_filterable_by_ou_and_admin(admin_client,
     )
     by_boss = admin_client.get(audit, {"actor": second_admin.pk}).content.decode()
     assert "boss@example.com</td>" in by_boss and "<td>admin@example.com</td>" not in by_boss
+
+
+def test_renaming_or_moving_an_ou_onto_a_siblings_name_says_so_and_changes_nothing(
+    admin_client, people, sales
+):
+    d = people.domain.pk
+    support = OrgUnit.objects.create(domain=people.domain, parent=sales.parent, name="Support")
+    emea = OrgUnit.objects.create(domain=people.domain, parent=sales, name="Support")
+
+    rename = admin_client.post(
+        reverse("unit_detail", args=[d, support.pk]), {"action": "rename", "rename-name": "Sales"}
+    )
+    assert rename.status_code == 200
+    assert "already has an OU with this name" in rename.content.decode()
+    support.refresh_from_db()
+    assert support.name == "Support"
+
+    move = admin_client.post(
+        reverse("unit_detail", args=[d, emea.pk]),
+        {"action": "move", "move-parent": people.domain.root_unit.pk},
+    )
+    assert move.status_code == 200
+    assert "already has an OU with this name" in move.content.decode()
+    emea.refresh_from_db()
+    assert emea.parent == sales
+
+
+def test_ou_choices_list_the_tree_top_first(admin_client, people, sales):
+    OrgUnit.objects.create(domain=people.domain, parent=sales, name="Alpha")
+    # The picker lists what the search finds; with nothing typed yet (on focus), every OU.
+    choices = admin_client.get(
+        reverse("unit_search", args=[people.domain.pk]), {"q": "", "name": "parent"}
+    ).content.decode()
+    labels = re.findall(r'name="parent" value="\d+"> ([^<]+)</label>', choices)
+    assert labels == ["example.com", "example.com/Sales", "example.com/Sales/Alpha"]

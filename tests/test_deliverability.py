@@ -356,3 +356,55 @@ def test_a_subdomain_of_the_org_domain_is_aligned_on_the_domain_path():
     )
     assert domain.dmarc == Verdict.UNKNOWN  # depends on example.com's own SPF
     assert "count as one organisation for DMARC" in domain.sentences[1]
+
+
+def test_an_aligned_dkim_key_makes_the_domain_path_pass_dmarc():
+    (domain,) = assess(
+        alias_domain="example.com",
+        envelope_domain="example.com",
+        org_name="example.com",
+        gateway_host=None,
+        using_gateway=False,
+        resolver=FakeResolver({("_dmarc.example.com", "TXT"): [txt("v=DMARC1; p=reject")]}),
+        dkim_domain="example.com",
+    )
+    assert domain.dmarc == Verdict.PASS
+    assert (
+        "Sendgate signs this mail with DKIM for example.com, which is aligned with example.com: "
+        "it passes DMARC by DKIM." in domain.sentences
+    )
+    assert domain.sentences[-1] == (
+        "example.com publishes p=reject, and mail sent through example.com's servers passes DMARC."
+    )
+
+
+def test_a_signature_for_the_sender_domain_does_not_rescue_a_foreign_alias():
+    domain, _gateway = hints(
+        {("_dmarc.partner.org", "TXT"): [txt("v=DMARC1; p=reject")], **SMTP_PARTNER},
+    )
+    (signed,) = assess(
+        alias_domain="partner.org",
+        envelope_domain="example.com",
+        org_name="example.com",
+        gateway_host=None,
+        using_gateway=False,
+        resolver=FakeResolver({("_dmarc.partner.org", "TXT"): [txt("v=DMARC1; p=reject")]}),
+        dkim_domain="example.com",
+    )
+    assert signed.dmarc == domain.dmarc == Verdict.FAIL
+    assert any("does not count for DMARC of partner.org" in s for s in signed.sentences)
+
+
+def test_strict_dkim_alignment_refuses_a_parent_domain_signature():
+    (domain,) = assess(
+        alias_domain="news.example.com",
+        envelope_domain="example.com",
+        org_name="example.com",
+        gateway_host=None,
+        using_gateway=False,
+        resolver=FakeResolver(
+            {("_dmarc.news.example.com", "TXT"): [txt("v=DMARC1; p=reject; adkim=s; aspf=s")]}
+        ),
+        dkim_domain="example.com",
+    )
+    assert domain.dmarc == Verdict.FAIL

@@ -76,7 +76,7 @@ def test_the_owner_gets_the_partial_with_a_sentence_per_path(client, people, ann
     assert "Through smtp.partner.org it passes SPF for partner.org." in html
     assert html.count("used now") == 1
     assert html.index("used now") > html.index("Through smtp.partner.org")  # the gateway is used
-    assert "DKIM is not considered" in html
+    assert "not signed with DKIM yet" in html
 
 
 def test_without_htmx_the_link_opens_a_whole_page(client, people, ann_alias, public_dns):
@@ -129,3 +129,24 @@ def test_srv_lookup_stays_quiet_for_a_partial_address_and_says_so_when_dns_fails
 def test_srv_lookup_needs_a_login(client, public_dns):
     response = client.get(reverse("srv_lookup"), {"address": "ann@partner.org"})
     assert response.status_code == 302
+
+
+def test_the_hint_counts_dkim_for_the_domain_path_once_a_key_is_active(client, people, public_dns):
+    from domainkeys.keys import generate_key
+
+    own = SendAsAlias.objects.create(
+        account=people.user, address="ann.sales@example.com", state=SendAsAlias.State.VERIFIED
+    )
+    key = generate_key(people.domain)
+    public_dns({("_dmarc.example.com", "TXT"): [txt("v=DMARC1; p=reject")]})
+    login(client, people.user)
+    url = reverse("alias_deliverability", args=[own.pk])
+    html = client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "not signed with DKIM yet" in html  # the key still waits for DNS
+    assert "passes DMARC by DKIM" not in html
+
+    key.activate()
+    html = client.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "not signed with DKIM yet" not in html
+    assert "Sendgate signs this mail with DKIM for example.com" in html
+    assert "passes DMARC" in html

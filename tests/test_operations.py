@@ -286,3 +286,14 @@ def test_the_retention_run_is_logged_with_its_counts(db, caplog):
     [line] = events(caplog, "retention.pruned")
     assert (line.bodies, line.attempts, line.connection_tests) == (0, 0, 0)
     assert line.body_days == 30 and line.record_days == 180
+
+
+def test_known_library_noise_is_dropped_and_everything_else_is_kept():
+    [console] = [h for h in logging.getLogger().handlers if h.filters]
+    record = logging.makeLogRecord
+    noise = record({"name": "kombu.connection", "msg": "No hostname was supplied. Reverting"})
+    deprecation = record({"name": "mail.log", "msg": "Session.login_data is deprecated"})
+    useful = record({"name": "kombu.connection", "msg": "Cannot connect to redis://x: refused"})
+    assert not console.filter(noise) and not console.filter(deprecation)
+    assert console.filter(useful)
+    assert logging.getLogger("celery.app.trace").getEffectiveLevel() == logging.WARNING

@@ -78,3 +78,36 @@ def test_mail_from_own_domain_gets_no_sender_header(from_address):
     assert r.kind == RouteKind.DOMAIN_GATEWAY
     assert r.sender_header is None
     assert r.envelope_from == PRIMARY
+
+
+# --- which domain signs (DKIM) -------------------------------------------------------------------
+
+
+def test_per_user_gateway_mail_is_never_signed_by_sendgate():
+    assert route(alias()).dkim_domain is None
+
+
+@pytest.mark.parametrize("gateway", [7, None])
+def test_domain_path_signs_own_domain_mail_with_the_from_domain(gateway):
+    r = route(None, gateway=gateway, from_address="ann.sales@Example.com")
+    assert r.dkim_domain == "example.com"
+
+
+def test_domain_path_signs_foreign_from_with_the_sender_header_domain():
+    r = route(alias(), allowed=False)
+    assert r.sender_header == PRIMARY
+    assert r.dkim_domain == "example.com"
+
+
+def test_automatic_report_from_a_foreign_domain_is_not_signed():
+    r = choose_route(
+        primary_address=PRIMARY,
+        own_domains=OWN,
+        from_address="MAILER-DAEMON@sendgate.localhost",
+        alias=None,
+        gateways_allowed=False,
+        policy_version=1,
+        domain_gateway_id=None,
+        automatic=True,
+    )
+    assert r.sender_header is None and r.dkim_domain is None

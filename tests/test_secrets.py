@@ -76,3 +76,27 @@ def test_rotate_secrets_stops_on_a_password_no_configured_key_can_read(db, setti
     settings.SENDGATE_SECRETS_KEYS = f"new:{new}"  # old key removed too early
     with pytest.raises(CommandError, match="'old', which is not configured"):
         call_command("rotate_secrets")
+
+
+def test_dkim_private_keys_are_encrypted_and_rotate_with_the_passwords(db, settings, keys):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from directory.models import Domain
+    from domainkeys.keys import generate_key
+    from domainkeys.models import DkimKey
+
+    old, new = keys
+    key = generate_key(Domain.objects.create(name="example.org"), DkimKey.Algorithm.ED25519)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT private_key FROM domainkeys_dkimkey WHERE id = %s", [key.pk])
+        [raw] = cursor.fetchone()
+    assert raw.startswith("old:") and key.private_key not in raw
+
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new},old:{old}"
+    out = StringIO()
+    call_command("rotate_secrets", stdout=out)
+    assert "Re-encrypted 1 DKIM private key(s) under key 'new'" in out.getvalue()
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new}"
+    assert DkimKey.objects.get(pk=key.pk).private_key == key.private_key

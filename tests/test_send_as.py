@@ -185,3 +185,50 @@ def test_compose_queues_the_message_and_shows_its_route_once_sent(client, ann):
     assert 'data-state="sent"' in page and 'data-route="domain_gateway"' in page
     assert gateway.messages[0].rcpt_tos == ["bob@elsewhere.test", "carl@elsewhere.test"]
     assert "Lunch" in client.get(reverse("sent_list")).content.decode()
+
+
+def test_an_address_at_an_ip_address_is_refused(client, ann):
+    response = client.post(reverse("alias_list"), alias_form(address="x@[127.0.0.1]"))
+    assert "not at an IP address" in response.content.decode()
+    assert not SendAsAlias.objects.exists()
+
+
+def test_an_impossible_port_gets_one_error_that_says_what_to_enter(client, ann):
+    people, _gateway = ann
+    allow(people)
+    response = client.post(
+        reverse("alias_list"),
+        alias_form(
+            smtp_host="smtp.partner.org", smtp_port="99999", smtp_username="u", smtp_password="p"
+        ),
+    )
+    page = response.content.decode()
+    assert page.count("Enter a port from 1 to 65535, usually 587 or 465.") == 1
+    assert "Enter the server&#x27;s port" not in page and "Enter the server's port" not in page
+    assert not SendAsAlias.objects.exists()
+
+
+def test_the_confirmation_comes_from_the_system_address_and_is_not_the_users_sent_mail(
+    client, ann, settings
+):
+    people, gateway = ann
+    settings.SENDGATE_SYSTEM_FROM = "Example IT <it-desk@example.com>"
+    client.post(reverse("alias_list"), alias_form())
+    deliver_all()
+    [mail] = gateway.messages
+    assert mail.message["From"] == "Example IT <it-desk@example.com>"
+    assert mail.message["Auto-Submitted"] == "auto-generated"
+    assert mail.mail_from == "<>"  # null sender: a bounce of it cannot loop back
+    assert mail.message["Sender"] is None
+    sent_page = client.get(reverse("sent_list")).content.decode()
+    assert "Confirm sending as" not in sent_page
+    assert Message.objects.get().kind == Message.Kind.REPORT
+
+
+def test_an_unusable_system_address_stops_the_start(settings):
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    settings.SENDGATE_SYSTEM_FROM = "IT desk <it desk at example>"
+    with pytest.raises(SystemCheckError, match="SENDGATE_SYSTEM_FROM is not a usable address"):
+        call_command("check")

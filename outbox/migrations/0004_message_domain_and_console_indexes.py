@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('directory', '0002_initial'),
-        ('outbox', '0002_message_body_pruned_at'),
+        ('outbox', '0003_deliveryattempt_tls_policy'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
