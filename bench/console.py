@@ -88,6 +88,38 @@ def build_units(domain, total: int) -> list[int]:
     return [unit.pk for unit in leaves]
 
 
+def give_columns_defaults() -> None:
+    """Database defaults from the models' defaults, for the tables seeded with INSERT … SELECT.
+
+    The inserts name the columns they care about; a NOT NULL column added to a model later (with
+    a default) then gets its default instead of failing the seeding. Throw-away database only.
+    """
+    from django.db import connection
+    from django.db.models import CharField, TextField
+
+    from directory.models import Account
+    from gateways.models import SendAsAlias
+    from outbox.models import DeliveryAttempt, Message
+    from policy.models import PolicyChange
+
+    with connection.cursor() as cur:
+        for model in (Account, SendAsAlias, Message, DeliveryAttempt, PolicyChange):
+            for field in model._meta.concrete_fields:
+                if field.null or field.primary_key:
+                    continue
+                if field.has_default():
+                    default = field.get_default()
+                elif isinstance(field, CharField | TextField):
+                    default = ""
+                else:
+                    continue
+                cur.execute(
+                    f'ALTER TABLE "{model._meta.db_table}" ALTER COLUMN "{field.column}" '
+                    "SET DEFAULT %s",
+                    [field.get_db_prep_save(default, connection)],
+                )
+
+
 def seed_domain(name: str, accounts: int, messages: int, units: int, first_account: str):
     """One domain: accounts over the OU leaves, messages over 90 days with one attempt each."""
     from django.contrib.auth.hashers import make_password
@@ -188,6 +220,7 @@ def seed(args) -> dict[str, float]:
 
     from directory.models import Account
 
+    give_columns_defaults()
     started = time.monotonic()
     big, _ = seed_domain("big.test", args.accounts, args.messages, args.units, "person@big.test")
     small, _ = seed_domain("small.test", SMALL_ACCOUNTS, SMALL_MESSAGES, 11, "first@small.test")
