@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
@@ -60,7 +61,8 @@ def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(
             request, _("%(unit)s created; it inherits its parent's policy.") % {"unit": unit}
         )
-        return redirect("unit_list", pk=domain.pk)
+        # Back to the tree, opened down to the new OU.
+        return redirect(f"{reverse('unit_list', args=[domain.pk])}?open={unit.pk}")
     show = request.GET.get("open", "")
     tree = _count_accounts(tree_root(domain, show=int(show) if show.isdigit() else None))
     return render(

@@ -81,6 +81,9 @@ def test_admin_creates_renames_moves_and_deletes_an_ou(admin_client, people, sal
     assert response.status_code == 302
     emea = OrgUnit.objects.get(name="EMEA")
     assert emea.parent == sales
+    # The tree comes back opened down to the new OU, which is on the page.
+    tree = admin_client.get(response["Location"]).content.decode()
+    assert 'data-unit="EMEA"' in tree and "EMEA created" in tree
 
     duplicate = admin_client.post(
         reverse("unit_list", args=[d]), {"name": "EMEA", "parent": sales.pk}
