@@ -28,7 +28,9 @@ def domain_list(request: HttpRequest) -> HttpResponse:
         .select_related("outbound_policy")
         .annotate(signing_keys=Count("dkim_keys", filter=Q(dkim_keys__state="active")))
     )
-    return render(request, "policy/domain_list.html", {"domains": domains})
+    # An operator sees every hosted domain: a list that grows, paged by name.
+    page = keyset_page(domains, request.GET, order=("name", "id"))
+    return render(request, "policy/domain_list.html", {"domains": page})
 
 
 def _saved_message(request: HttpRequest, change: PolicyChange | None) -> None:

@@ -293,3 +293,18 @@ def test_a_branch_with_many_sub_ous_shows_a_hundred_then_the_rest_on_demand(
     names = re.findall(r'data-unit="(OU\d+)"', rest)
     assert names == [f"OU{n:04d}" for n in range(101, 106)]
     assert "more sub-OU" not in rest
+
+
+def test_an_operator_pages_through_every_domain_by_name(client, people):
+    from directory.models import Domain
+
+    Domain.objects.bulk_create(Domain(name=f"d{n:03d}.test") for n in range(60))
+    operator = Account.objects.create_superuser("op@example.com", PASSWORD)
+    assert client.login(username=operator.email, password=PASSWORD)
+    url = reverse("domain_list")
+    first = client.get(url).content.decode()
+    assert "d000.test" in first and "d049.test" in first and "d050.test" not in first
+    last = client.get(url + links(first)["last"]).content.decode()
+    # The last 50 of 62 by name: d012 … d059, example.com, other.example.
+    assert "other.example" in last and "example.com</a>" in last
+    assert "d012.test" in last and "d011.test" not in last
