@@ -269,6 +269,7 @@ def admin_pages(s: dict) -> list[tuple[str, str]]:
         ("delivery_log_last", log + "?last=1"),
         ("delivery_log_deferred", log + "?state=deferred"),
         ("delivery_log_sender", log + "?account=user42%40"),
+        ("delivery_log_route", log + "?route=user_gateway"),  # a route no message took
         ("delivery_counters", reverse("delivery_counters", args=[big.pk])),
         ("delivery_detail", reverse("delivery_detail", args=[big.pk, s["message"].pk])),
         ("small_delivery_log", reverse("delivery_log", args=[small.pk])),

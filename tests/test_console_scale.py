@@ -220,6 +220,7 @@ ADMIN_PAGES = [
     ("delivery_log", {}),
     ("delivery_log", {"state": "deferred"}),
     ("delivery_log", {"last": "1"}),
+    ("delivery_log", {"route": "user_gateway", "account": "ann@"}),
     ("delivery_counters", {}),
     ("audit_log", {}),
     ("audit_log", {"last": "1"}),

@@ -43,4 +43,8 @@ class Migration(migrations.Migration):
             model_name='message',
             index=models.Index(fields=['domain', 'state', '-created_at', '-id'], include=('next_attempt_at',), name='message_domain_state'),
         ),
+        migrations.AddIndex(
+            model_name='message',
+            index=models.Index(fields=['domain', 'last_route', '-created_at', '-id'], name='message_domain_route'),
+        ),
     ]
