@@ -76,6 +76,8 @@ def unit_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
     """htmx partial: one OU of the tree, opened on its sub-OUs or closed; or, with ``after``,
     the sub-OUs that follow that one."""
     unit = get_unit_for_admin(request, pk, unit_pk)
+    if not request.htmx:  # opened as a page: the tree, opened down to this OU
+        return redirect(f"{reverse('unit_list', args=[unit.domain_id])}?open={unit.pk}")
     after = request.GET.get("after", "")
     after_pk = int(after) if after.isdigit() else None
     node = tree_branch(

@@ -91,6 +91,8 @@ def policy_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
     """htmx partial: one OU of the policy tree, opened on its sub-OUs or closed; or, with
     ``after``, the sub-OUs that follow that one."""
     unit = get_unit_for_admin(request, pk, unit_pk)
+    if not request.htmx:  # opened as a page: the tree, opened down to this OU
+        return redirect(f"{reverse('domain_policy', args=[unit.domain_id])}?open={unit.pk}")
     after = _int(request.GET.get("after"))
     node = tree_branch(unit, open=request.GET.get("open") == "1" or after is not None, after=after)
     # "Show more": only the next sub-OUs, in place of the button.
@@ -105,6 +107,8 @@ def unit_policy(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
     The root OU is saved through the domain form.
     """
     unit = get_unit_for_admin(request, pk, unit_pk)
+    if request.method == "GET" and not request.htmx:  # opened as a page: the tree at this OU
+        return redirect(f"{reverse('domain_policy', args=[unit.domain_id])}?open={unit.pk}")
     if request.method == "GET":
         override = UnitOverride.objects.filter(org_unit=unit).first()
         form = UnitPolicyForm(

@@ -202,7 +202,7 @@ def test_audit_log_pages_back_to_the_first_change(client, people):
 
 def queries(client, url: str, params: dict | None = None) -> int:
     with CaptureQueriesContext(connection) as captured:
-        response = client.get(url, params or {})
+        response = client.get(url, params or {}, headers={"HX-Request": "true"})
     assert response.status_code == 200, url
     return len(captured)
 
@@ -290,7 +290,7 @@ def test_a_branch_with_many_sub_ous_shows_a_hundred_then_the_rest_on_demand(
     assert "Show 5 more sub-OUs" in html
     more = unescape(re.search(r'hx-get="([^"]*after=\d+)"', html).group(1))
     assert more.startswith(reverse(branch, args=[people.domain.pk, people.domain.root_unit.pk]))
-    rest = client.get(more).content.decode()
+    rest = client.get(more, headers={"HX-Request": "true"}).content.decode()
     names = re.findall(r'data-unit="(OU\d+)"', rest)
     assert names == [f"OU{n:04d}" for n in range(101, 106)]
     assert "more sub-OU" not in rest
@@ -309,3 +309,17 @@ def test_an_operator_pages_through_every_domain_by_name(client, people):
     # The last 50 of 62 by name: d012 … d059, example.com, other.example.
     assert "other.example" in last and "example.com</a>" in last
     assert "d012.test" in last and "d011.test" not in last
+
+
+def test_a_branch_or_policy_form_opened_as_a_page_shows_the_tree_at_that_ou(client, people):
+    unit = OrgUnit.objects.create(domain=people.domain, parent=people.domain.root_unit, name="S")
+    assert client.login(username=people.admin.email, password=PASSWORD)
+    d = people.domain.pk
+    for view, page in (
+        ("unit_branch", "unit_list"),
+        ("policy_branch", "domain_policy"),
+        ("unit_policy", "domain_policy"),
+    ):
+        response = client.get(reverse(view, args=[d, unit.pk]), {"open": "1"})
+        assert response.status_code == 302
+        assert response["Location"] == f"{reverse(page, args=[d])}?open={unit.pk}"
