@@ -38,6 +38,7 @@ COPY config ./config
 COPY mailkit ./mailkit
 COPY directory ./directory
 COPY domainkeys ./domainkeys
+COPY signin ./signin
 COPY policy ./policy
 COPY outbox ./outbox
 COPY gateways ./gateways

@@ -28,7 +28,7 @@ demo-data: install
 	  $(BIN)/python manage.py migrate --noinput && $(BIN)/python manage.py seed_demo
 
 run: demo-data
-	@echo "Console: http://127.0.0.1:8000/  (Ctrl-C stops every process)"
+	@echo "Console: http://localhost:8000/  (Ctrl-C stops every process)"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.demo -e config/demo.env start
 
 test: install

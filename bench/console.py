@@ -318,8 +318,10 @@ def count_queries(email: str, pages: list[tuple[str, str]]) -> dict[str, int]:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from directory.models import Account
+
     client = Client()
-    assert client.login(username=email, password=PASSWORD)
+    client.force_login(Account.objects.get(email=email))
     counts = {}
     for name, url in pages:
         with CaptureQueriesContext(connection) as captured:

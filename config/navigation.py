@@ -24,6 +24,7 @@ def navigation(request: HttpRequest) -> dict:
             ],
         )
     )
+    sections.append((_("Account"), [(_("Sign-in and security"), reverse("security"))]))
     return {"nav_sections": _mark_current(sections, request.path)}
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -52,8 +54,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "health_check",  # its `manage.py health_check` runs /health/'s checks in containers
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
+    "csp",
     # Bottom to top: each app imports only from the ones above it in this list (and mailkit).
     "directory",
+    "signin",
     "domainkeys",
     "policy",
     "outbox",
@@ -73,9 +82,15 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "signin.middleware.ConsoleSessionMiddleware",
+    "signin.middleware.TwoStepEnrolmentMiddleware",
+    # Last, so it sees the failed sign-ins of the login views and answers with the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -123,6 +138,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# django-axes' backend first: it refuses a locked-out IP address or account before any password
+# is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+    # Signing in with a passkey (WebAuthn) instead of the password and code.
+    "django_otp_webauthn.backends.WebAuthnBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -150,7 +173,51 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy: everything from this site only, no inline script or style, no
+# framing, forms post only here. The TOTP QR code is an inline SVG image (data: URL).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# --- Console sign-in ------------------------------------------------------------------------------
+# django-axes counts failed console sign-ins in the database, so every web process shares them.
+# After SENDGATE_LOGIN_MAX_FAILURES failures from one IP address, or for one account, further
+# sign-ins from it are refused for SENDGATE_LOGIN_LOCKOUT_MINUTES after the last failure.
+SENDGATE_LOGIN_MAX_FAILURES = env.int("SENDGATE_LOGIN_MAX_FAILURES", default=5)
+SENDGATE_LOGIN_LOCKOUT_MINUTES = env.int("SENDGATE_LOGIN_LOCKOUT_MINUTES", default=15)
+# Reverse proxies in front of the web app that append the client's address to X-Forwarded-For.
+# 0: the client is REMOTE_ADDR. Behind one proxy and 0, every client would share the proxy's
+# address, and a few failures would lock everyone out.
+SENDGATE_TRUSTED_PROXY_COUNT = env.int("SENDGATE_TRUSTED_PROXY_COUNT", default=0)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = SENDGATE_LOGIN_MAX_FAILURES
+AXES_COOLOFF_TIME = timedelta(minutes=SENDGATE_LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]  # either one locks
+AXES_USERNAME_FORM_FIELD = "username"
+AXES_USERNAME_CALLABLE = "signin.lockout.login_name"
+AXES_CLIENT_IP_CALLABLE = "signin.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "signin.lockout.lockout_response"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # the failed sign-ins domain admins see
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are the console sessions list instead
+AXES_SENSITIVE_PARAMETERS = ["password", "code", "csrfmiddlewaretoken"]
+AXES_VERBOSE = False
+# Admins of a domain that requires two-step verification have this many days, from the first
+# sign-in that meets the requirement, to enrol; until then they are sent to enrolment after each
+# sign-in, afterwards they cannot use the console without it.
+SENDGATE_TWO_STEP_GRACE_DAYS = env.int("SENDGATE_TWO_STEP_GRACE_DAYS", default=7)
+# The issuer name authenticator apps show next to the account.
+OTP_TOTP_ISSUER = "Sendgate"
 
 # One line per event. "plain": text with key=value fields; "json": one JSON object per line, for
 # log collectors.
@@ -193,6 +260,7 @@ LOGGING = {
     # aiosmtpd logs every SMTP command at INFO; Sendgate logs logins and refusals itself.
     "loggers": {
         "mail.log": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},
         # A line per task received and succeeded (the sweeper and the heartbeat run every 30 s)
         # would bury the lines that matter; failures are still logged.
         "celery.app.trace": {"level": "WARNING"},
@@ -264,7 +332,15 @@ SENDGATE_SMTP_ALLOW_PLAINTEXT = env.bool("SENDGATE_SMTP_ALLOW_PLAINTEXT", defaul
 # "Name <address>" or a bare address. Empty: MAILER-DAEMON at the account's domain.
 SENDGATE_SYSTEM_FROM = env.str("SENDGATE_SYSTEM_FROM", default="")
 # The console's public address, for links in mails (confirmation links).
-SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://127.0.0.1:8000")
+SENDGATE_CONSOLE_URL = env.str("SENDGATE_CONSOLE_URL", default="http://localhost:8000")
+# Passkeys belong to the console's host name (the WebAuthn "relying party"): they work only at
+# SENDGATE_CONSOLE_URL, which must then use a host name (WebAuthn refuses IP addresses). Changing
+# that host name later makes every registered passkey useless.
+OTP_WEBAUTHN_RP_NAME = "Sendgate"
+OTP_WEBAUTHN_RP_ID = urlsplit(SENDGATE_CONSOLE_URL).hostname or "localhost"
+OTP_WEBAUTHN_ALLOWED_ORIGINS = [
+    f"{urlsplit(SENDGATE_CONSOLE_URL).scheme}://{urlsplit(SENDGATE_CONSOLE_URL).netloc}"
+]
 # Users' SMTP servers are re-tested when their last test is older than this many hours.
 SENDGATE_GATEWAY_RETEST_HOURS = env.int("SENDGATE_GATEWAY_RETEST_HOURS", default=24)
 # A send-as confirmation code is valid this many hours.

@@ -1,4 +1,3 @@
-from django.contrib.auth import views as auth_views
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
@@ -21,8 +20,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", include("signin.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("directory.urls")),
     path("", include("domainkeys.urls")),

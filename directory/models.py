@@ -46,6 +46,16 @@ class Domain(models.Model):
         ),
     )
 
+    require_two_step_for_admins = models.BooleanField(
+        _("require two-step verification for admins"),
+        default=False,
+        help_text=_(
+            "Admins of this domain must sign in with an authenticator app code. Those without "
+            "one are sent to set it up after signing in, and after the grace period cannot use "
+            "the console until they have."
+        ),
+    )
+
     objects = DomainQuerySet.as_manager()
 
     class Meta:

@@ -8,11 +8,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils.translation import gettext as _
 
-_FORBIDDEN = re.compile(r"[\r\n\x00]")
+# CR, LF and NUL, and every other character str.splitlines() breaks at (VT, FF, the file/group/
+# record separators, NEL, U+2028, U+2029): the email package refuses those in a header value.
+_FORBIDDEN = re.compile("[\r\n\x00\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
 def reject_control_characters(value: str) -> str:
-    """Refuse CR, LF and NUL: they would let a value start a new header or SMTP command."""
+    """Refuse line breaks of any kind and NUL: they would let a value start a new header or
+    SMTP command, or make the email package refuse the message."""
     if _FORBIDDEN.search(value):
         raise ValidationError(_("Line breaks and NUL characters are not allowed here."))
     return value

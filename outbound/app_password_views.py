@@ -7,8 +7,8 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 
 from .credentials import create_app_password
 from .forms import AppPasswordForm
@@ -25,6 +25,7 @@ SESSION_KEY = "new_app_password"
 
 
 @login_required
+@never_cache  # the page can show a new password: no browser or proxy may keep a copy
 def app_password_list(request: HttpRequest) -> HttpResponse:
     form = AppPasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -34,7 +35,7 @@ def app_password_list(request: HttpRequest) -> HttpResponse:
     shown = request.session.pop(SESSION_KEY, None)
     app_passwords = AppPassword.objects.for_account(request.user)
     created = app_passwords.filter(pk=shown["id"]).first() if shown else None
-    response = render(
+    return render(
         request,
         "outbound/app_passwords.html",
         {
@@ -46,8 +47,6 @@ def app_password_list(request: HttpRequest) -> HttpResponse:
             "submission_port": settings.SENDGATE_SUBMISSION_PORT,
         },
     )
-    add_never_cache_headers(response)  # never keep a page that may show a password
-    return response
 
 
 @login_required

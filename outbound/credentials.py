@@ -66,6 +66,12 @@ def record_use(app_password: AppPassword) -> None:
     AppPassword.objects.filter(pk=app_password.pk).update(last_used_at=timezone.now())
 
 
+def still_valid(app_password_id: int) -> bool:
+    """Whether a session that logged in with this app password may go on sending: the password
+    is not revoked and its account is still active."""
+    return AppPassword.objects.filter(pk=app_password_id, account__is_active=True).exists()
+
+
 # --- throttling -------------------------------------------------------------------------------
 
 

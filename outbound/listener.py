@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword, syntax
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -99,10 +99,22 @@ async def in_db(function: Callable, *args: Any) -> Any:
 
 @dataclass(frozen=True)
 class Identity:
-    """What a successful AUTH leaves in the session: the account, read once per session."""
+    """What a successful AUTH leaves in the session: the account, read once per session, and the
+    app password it logged in with (re-checked while the session lasts)."""
 
     account: Account
     login: str
+    app_password_id: int
+
+
+# How long a "still valid" answer for a session's app password and account is trusted. Revoking
+# an app password or deactivating an account must end its open sessions within 5 seconds; a
+# short cache keeps a pipelined burst of RCPTs from costing one query each.
+RECHECK_SECONDS = 2.0
+
+
+def _revoked_reply() -> str:
+    return _("421 4.7.0 This login was revoked or its account disabled; closing connection")
 
 
 def _peer_ip(session) -> str:
@@ -123,12 +135,56 @@ def _refusal(reply: str) -> AuthResult:
 
 
 class SubmissionSMTP(SMTP):
-    """aiosmtpd's SMTP, with the TLS demand relaxed per connection for loopback clients (demo)."""
+    """aiosmtpd's SMTP, with the TLS demand relaxed per connection for loopback clients (demo),
+    and a session that ends as soon as its login is revoked."""
 
     def __init__(self, handler, *, implicit_tls: bool, plaintext_on_loopback: bool, **kwargs):
         super().__init__(handler, **kwargs)
         self.implicit_tls = implicit_tls
         self.plaintext_on_loopback = plaintext_on_loopback
+        self.login_revoked = False
+        self._valid_until = 0.0  # time.monotonic() up to which the last check holds
+
+    async def login_still_valid(self) -> bool:
+        """Re-check the session's app password and account, at most every RECHECK_SECONDS."""
+        identity = getattr(self.session, "auth_data", None)
+        if not isinstance(identity, Identity):
+            return True  # not logged in: aiosmtpd's auth_required answers these commands
+        if self.login_revoked:
+            return False
+        if time.monotonic() < self._valid_until:
+            return True
+        try:
+            valid = await in_db(credentials.still_valid, identity.app_password_id)
+        except DatabaseError:
+            log.exception("submission login of %s not re-checked", identity.login)
+            return True  # checked again at the next command, and afresh before a message is stored
+        if valid:
+            self._valid_until = time.monotonic() + RECHECK_SECONDS
+        else:
+            self.login_revoked = True
+            log.warning("submission session of %s ended: login revoked", identity.login)
+        return valid
+
+    async def check_auth_needed(self, caller_method: str) -> bool:
+        """aiosmtpd asks this before MAIL, RCPT, DATA, VRFY and HELP: refuse them (421, hang up)
+        once the session's login is revoked, not only before AUTH."""
+        if await super().check_auth_needed(caller_method):
+            return True
+        if await self.login_still_valid():
+            return False
+        await self.push(_revoked_reply())
+        if self.transport is not None:
+            self.transport.close()
+        return True
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802
+        await super().smtp_DATA(arg)
+        if self.login_revoked and self.transport is not None:
+            # handle_DATA found the login revoked while the message was on its way: it answered
+            # 421 and stored nothing; the session ends here.
+            self.transport.close()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         first = self._original_transport is None  # False when called again after STARTTLS
@@ -207,7 +263,7 @@ class SubmissionHandler:
             return AuthResult(success=False, handled=False)
         await in_db(credentials.record_use, match)
         log.info("submission AUTH ok for %s from %s", match.account.email, ip)
-        return AuthResult(success=True, auth_data=Identity(match.account, login))
+        return AuthResult(success=True, auth_data=Identity(match.account, login, match.pk))
 
     # --- the envelope -----------------------------------------------------------------------
 
@@ -248,6 +304,10 @@ class SubmissionHandler:
         )
 
         def store():
+            # Checked afresh (not from the cache) right before the commit: no message is
+            # accepted on a login revoked while the message was being sent.
+            if not credentials.still_valid(identity.app_password_id):
+                return None
             return submit(
                 identity.account,
                 envelope.mail_from,
@@ -264,6 +324,10 @@ class SubmissionHandler:
         except Exception:
             log.exception("submission from %s not stored", identity.login)
             return _("451 4.3.0 Could not store the message; try again later")
+        if message is None:
+            server.login_revoked = True
+            log.warning("submission from %s refused: login revoked", identity.login)
+            return _revoked_reply()
         # The outbox row is committed: only now may the client forget the message.
         metrics.SUBMIT_SECONDS.observe(time.monotonic() - started)
         return _("250 2.0.0 Queued as %(id)s") % {"id": message.pk}

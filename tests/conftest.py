@@ -22,6 +22,12 @@ from policy.models import OutboundPolicy
 
 from .services import missing
 
+try:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None
+
 PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +74,22 @@ def _loopback_only(method):
         return method(sock, address, *args)
 
     return guarded
+
+
+@pytest.fixture(autouse=True)
+def client_login_with_a_request(monkeypatch):
+    """django-axes checks every authenticate() against the client's address, so it needs the
+    request; Django's test Client.login() passes none. Give it one from 127.0.0.1, so a test's
+    wrong passwords count (and lock) as a browser's would."""
+    from django.test import Client, RequestFactory
+
+    original = Client.login
+
+    def login(self, **credentials):
+        credentials.setdefault("request", RequestFactory().post("/login/"))
+        return original(self, **credentials)
+
+    monkeypatch.setattr(Client, "login", login)
 
 
 @pytest.fixture(autouse=True)
@@ -415,3 +437,53 @@ def start_submission(transactional_db, settings, pki: Pki) -> Iterator:
 @pytest.fixture
 def submission_server(start_submission) -> Submission:
     return start_submission()
+
+
+# --- a real browser -----------------------------------------------------------------------------
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SLOW = 30_000  # ms: generous for a slow 2-core machine; never an assertion about speed
+
+
+@pytest.fixture
+def chromium_page():
+    """A fresh Chromium page; skipped (or failed under SENDGATE_REQUIRE_SERVICES=1) without one."""
+    if sync_playwright is None:
+        missing("the playwright Python package is not importable")
+    if not CHROMIUM.exists():
+        missing(f"Chromium is not installed at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+            )
+        except PlaywrightError as exc:
+            missing(f"Chromium at {CHROMIUM} does not start: {exc}")
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(SLOW)
+        context.set_default_navigation_timeout(SLOW)
+        page = context.new_page()
+        # Chromium reports every script, style or image the Content-Security-Policy blocked.
+        violations = []
+        page.on(
+            "console",
+            lambda message: (
+                violations.append(message.text)
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
+        yield page
+        context.close()
+        browser.close()
+        assert violations == [], "the console broke its own Content-Security-Policy"

@@ -52,18 +52,25 @@ def id_pages(people, alias, message, dkim_key) -> list[tuple[str, str]]:
         ("post", reverse("dkim_key_delete", args=[people.domain.pk, dkim_key.pk])),
         # The outsider's own domain in the URL, someone else's key: still a 404.
         ("post", reverse("dkim_key_check", args=[people.outsider.domain.pk, dkim_key.pk])),
+        ("get", reverse("domain_sign_in", args=[people.domain.pk])),
+        ("post", reverse("domain_sign_in", args=[people.domain.pk])),
+        ("post", reverse("domain_unlock", args=[people.domain.pk])),
     ]
 
 
 def test_outsider_gets_404_on_every_page_that_takes_an_id(client, people, ann_objects):
     login(client, people.outsider)
     for method, url in id_pages(people, *ann_objects):
-        response = getattr(client, method)(url, {"allow_user_gateways": "1"})
+        response = getattr(client, method)(
+            url, {"allow_user_gateways": "1", "require_two_step_for_admins": "on"}
+        )
         assert response.status_code == 404, (method, url)
     assert SendAsAlias.objects.filter(pk=ann_objects[0].pk).exists()
     assert not people.domain.policy_changes.exists()
     assert DkimKey.objects.get(pk=ann_objects[2].pk).checked_at is None
     assert DkimKey.objects.count() == 1
+    people.domain.refresh_from_db()
+    assert not people.domain.require_two_step_for_admins
 
 
 def test_plain_user_cannot_reach_admin_pages(client, people):

@@ -7,7 +7,7 @@ import pytest
 from gateways.models import SendAsAlias
 from outbound.intake import accept_message
 
-from .test_browser import chromium_page, log_in  # noqa: F401 - chromium_page is a fixture
+from .test_browser import log_in
 from .test_layout import USER_PAGES, admin_pages
 
 try:

@@ -9,53 +9,15 @@ policy propagation run in a real Celery worker process.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
-from .conftest import PASSWORD, server_for, wait_for
-from .services import missing
+from .conftest import PASSWORD, SLOW, server_for, wait_for
 
 try:
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    sync_playwright = None
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-SLOW = 30_000  # ms: generous for a slow 2-core machine; never an assertion about speed
-
-
-@pytest.fixture
-def chromium_page():
-    """A fresh Chromium page; skipped (or failed under SENDGATE_REQUIRE_SERVICES=1) without one."""
-    if sync_playwright is None:
-        missing("the playwright Python package is not importable")
-    if not CHROMIUM.exists():
-        missing(f"Chromium is not installed at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-            )
-        except PlaywrightError as exc:
-            missing(f"Chromium at {CHROMIUM} does not start: {exc}")
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        context.set_default_timeout(SLOW)
-        context.set_default_navigation_timeout(SLOW)
-        yield context.new_page()
-        context.close()
-        browser.close()
-
+    from playwright.sync_api import expect
+except ImportError:  # pragma: no cover - chromium_page (conftest) skips without playwright
+    expect = None
 
 # --- steps of the story --------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import pytest
 
 from outbound.models import AppPassword
 
-from .test_browser import chromium_page, log_in  # noqa: F401 - chromium_page is a fixture
+from .test_browser import log_in
 
 
 @pytest.mark.browser

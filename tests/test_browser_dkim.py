@@ -8,7 +8,7 @@ from domainkeys.models import DkimKey
 from mailkit import dns as sendgate_dns
 
 from .fake_dns import FakeResolver, txt
-from .test_browser import chromium_page, log_in  # noqa: F401 - chromium_page is a fixture
+from .test_browser import log_in
 
 try:
     from playwright.sync_api import expect
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_admin_generates_a_key_publishes_it_and_sees_signing_start_in_browser(
-    chromium_page,  # noqa: F811
+    chromium_page,
     live_server,
     people,
     monkeypatch,

@@ -86,3 +86,23 @@ def test_a_bad_recipient_is_named_in_the_error(ann_client):
     )
     assert "“carol at example”: Enter a bare e-mail address" in response.content.decode()
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\r", "\n"]
+)
+def test_a_subject_with_any_line_separator_gets_a_form_error_and_nothing_is_queued(
+    ann_client, separator
+):
+    response = ann_client.post(
+        reverse("compose"),
+        {
+            "from_address": "ann@example.com",
+            "to": "bob@elsewhere.test",
+            "subject": f"Hello{separator}Bcc: eve@evil.test",
+            "body": "Hi.",
+        },
+    )
+    assert response.status_code == 200
+    assert "Line breaks and NUL characters are not allowed here." in response.content.decode()
+    assert not Message.objects.exists()

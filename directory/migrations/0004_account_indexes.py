@@ -38,7 +38,7 @@ def drop_trigram_index(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("directory", "0002_initial"),
+        ("directory", "0003_domain_require_two_step_for_admins"),
     ]
 
     operations = [
