@@ -296,6 +296,8 @@ def admin_pages(s: dict) -> list[tuple[str, str]]:
         ("unit_detail_last", members + "?last=1"),
         ("unit_detail_root", reverse("unit_detail", args=[big.pk, big.root_unit.pk])),
         ("unit_search", reverse("unit_search", args=[big.pk]) + "?q=-3&name=parent"),
+        ("dkim", reverse("dkim_keys", args=[big.pk])),
+        ("sign_in", reverse("domain_sign_in", args=[big.pk])),
     ]
 
 
@@ -310,6 +312,7 @@ def user_pages(s: dict) -> list[tuple[str, str]]:
         ("compose", reverse("compose")),
         ("send_as", reverse("alias_list")),
         ("app_passwords", reverse("app_password_list")),
+        ("security", reverse("security")),
     ]
 
 
