@@ -20,8 +20,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def isolated_env(name: str) -> dict[str, str]:
-    """Environment for the bench and its workers: own var/ dir, own queue, own database."""
+def isolated_env(name: str, recreate: bool = True) -> dict[str, str]:
+    """Environment for the bench and its workers: own var/ dir, own queue, own database.
+
+    ``recreate=False`` keeps a PostgreSQL database an earlier run seeded.
+    """
     var = tempfile.mkdtemp(prefix=f"sendgate-bench-{name}-")
     env = dict(os.environ)
     env.setdefault("DJANGO_SECRET_KEY", "bench-only-" + name)
@@ -38,7 +41,8 @@ def isolated_env(name: str) -> dict[str, str]:
     if url.startswith("postgres"):
         base, _, _db = url.rpartition("/")
         env["DATABASE_URL"] = f"{base}/sendgate_bench_{name}"
-        _recreate_postgres_database(env["DATABASE_URL"])
+        if recreate:
+            _recreate_postgres_database(env["DATABASE_URL"])
     else:
         env["DATABASE_URL"] = f"sqlite:///{var}/bench.sqlite3"
     return env

@@ -102,6 +102,7 @@ def seed(messages: int, ports: list[int]) -> list[int]:
         batch.append(
             Message(
                 account=account,
+                domain_id=account.domain_id,
                 from_address=sender,
                 recipients=[f"rcpt{n}@elsewhere.example"],
                 pending_recipients=[f"rcpt{n}@elsewhere.example"],

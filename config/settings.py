@@ -115,6 +115,12 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'sendgate.sqlite3'}"),
 }
+# Seconds a process keeps its database connection between requests (0: a new one per request).
+# Opening a PostgreSQL connection costs a backend process per request; reused, a console page is
+# measured several times faster (docs/benchmarks.md). Checked before reuse, so a restarted
+# database costs one failed check, not an error page.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the workers write concurrently: WAL lets readers go on during a write,
     # IMMEDIATE takes the write lock up front instead of failing half-way with "database is locked".

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from mailkit.addresses import normalize_address, reject_control_characters
@@ -12,18 +14,52 @@ from .accounts import DirectoryError, clean_display_name, new_address
 from .models import Account, Domain, OrgUnit
 
 
-def unit_field(label: str, domain_id: int, exclude: set[int] = frozenset()) -> forms.Field:
-    """A choice of the domain's OUs, labelled by path and ordered like the tree."""
-    paths = OrgUnit.objects.paths(domain_id)
-    field = forms.ModelChoiceField(
-        label=label, queryset=OrgUnit.objects.filter(domain_id=domain_id).exclude(pk__in=exclude)
+class UnitPicker(forms.Widget):
+    """A search box for an OU by its path: the matches come from the server as radio buttons.
+
+    A ``<select>`` of every OU weighs a megabyte at a thousand OUs on every page that has one;
+    this renders only the chosen OU, and up to twenty matches as the admin types.
+    """
+
+    def __init__(self, domain_id: int, exclude_unit: int | None = None) -> None:
+        super().__init__()
+        self.domain_id = domain_id
+        self.exclude_unit = exclude_unit
+
+    def render(self, name, value, attrs=None, renderer=None) -> str:
+        attrs = self.build_attrs(self.attrs, attrs)
+        selected = None
+        if value not in (None, ""):
+            pk = value.pk if isinstance(value, OrgUnit) else value
+            if str(pk).isdigit():
+                selected = (int(pk), OrgUnit.objects.paths(self.domain_id).get(int(pk)))
+        widget = {
+            "name": name,
+            "attrs": attrs,
+            "value": selected[0] if selected else "",
+            "selected_path": selected[1] if selected else None,
+            "search_url": reverse("unit_search", args=[self.domain_id]),
+            "exclude": self.exclude_unit,
+        }
+        return render_to_string("directory/widgets/unit_picker.html", {"widget": widget})
+
+    def value_from_datadict(self, data, files, name):
+        return data.get(name)
+
+
+def unit_field(
+    label: str, domain_id: int, exclude: set[int] = frozenset(), *, exclude_unit=None, **kwargs
+) -> forms.Field:
+    """One of the domain's OUs, picked by searching its path; ``exclude`` cannot be chosen.
+
+    ``exclude_unit``: the OU whose subtree ``exclude`` is, so that the search leaves it out too.
+    """
+    return forms.ModelChoiceField(
+        label=label,
+        queryset=OrgUnit.objects.filter(domain_id=domain_id).exclude(pk__in=exclude),
+        widget=UnitPicker(domain_id, exclude_unit),
+        **kwargs,
     )
-    offered = set(field.queryset.values_list("pk", flat=True))
-    # In tree order: the top OU first, each OU followed by its sub-OUs.
-    field.choices = sorted(
-        ((pk, path) for pk, path in paths.items() if pk in offered), key=lambda c: c[1].split("/")
-    )
-    return field
 
 
 def _clean_name(name: str) -> str:
@@ -84,7 +120,9 @@ class UnitMoveForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.unit = unit
         # The OU itself and its own sub-OUs are not offered: a move there would make a cycle.
-        self.fields["parent"] = unit_field(_("Move into"), unit.domain_id, excluded)
+        self.fields["parent"] = unit_field(
+            _("Move into"), unit.domain_id, excluded, exclude_unit=unit.pk
+        )
 
     def clean_parent(self) -> OrgUnit:
         parent = self.cleaned_data["parent"]

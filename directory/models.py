@@ -230,6 +230,8 @@ class Account(AbstractBaseUser, PermissionsMixin):
             # The accounts page pages through one domain by address (keyset pagination).
             models.Index(fields=["domain", "email"], name="account_domain_email"),
             models.Index(fields=["domain", "org_unit", "email"], name="account_domain_unit_email"),
+            # An OU's members page through by address.
+            models.Index(fields=["org_unit", "email", "id"], name="account_unit_email"),
         ]
 
     USERNAME_FIELD = "email"

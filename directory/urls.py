@@ -4,7 +4,9 @@ from . import account_views, operator_views, password_views, views
 
 urlpatterns = [
     path("domains/<int:pk>/units/", views.unit_list, name="unit_list"),
+    path("domains/<int:pk>/units/search/", views.unit_search, name="unit_search"),
     path("domains/<int:pk>/units/<int:unit_pk>/", views.unit_detail, name="unit_detail"),
+    path("domains/<int:pk>/units/<int:unit_pk>/branch/", views.unit_branch, name="unit_branch"),
     path("domains/<int:pk>/units/<int:unit_pk>/delete/", views.unit_delete, name="unit_delete"),
     path("domains/<int:pk>/accounts/", account_views.account_list, name="account_list"),
     path("domains/<int:pk>/accounts/add/", account_views.account_add, name="account_add"),

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from mailkit.paging import capped_count, keyset_page
 from outbox.models import ManualRetry, Message
 from outbox.retry import retry_now
 
@@ -64,8 +65,12 @@ def compose(request: HttpRequest) -> HttpResponse:
 def sent_list(request: HttpRequest) -> HttpResponse:
     sent = Message.objects.for_sender(request.user).only(
         "pk", "subject", "from_address", "recipients", "state", "last_route", "created_at"
-    )[:200]
-    return render(request, "outbound/sent_list.html", {"sent": sent})
+    )
+    return render(
+        request,
+        "outbound/sent_list.html",
+        {"sent": keyset_page(sent, request.GET), "total": capped_count(sent)},
+    )
 
 
 @login_required

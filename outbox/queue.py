@@ -45,6 +45,7 @@ def queue(
     with transaction.atomic():
         message = Message.objects.create(
             account=account,
+            domain_id=account.domain_id,
             kind=kind,
             from_address=from_address,
             recipients=recipients,

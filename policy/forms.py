@@ -1,6 +1,8 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from directory.forms import unit_field
+
 
 class DomainPolicyForm(forms.Form):
     allow_user_gateways = forms.TypedChoiceField(
@@ -32,10 +34,11 @@ class UnitPolicyForm(forms.Form):
 
 
 class AuditFilterForm(forms.Form):
-    unit = forms.TypedChoiceField(label=_("OU"), required=False, coerce=int, empty_value=None)
     actor = forms.TypedChoiceField(label=_("Admin"), required=False, coerce=int, empty_value=None)
 
-    def __init__(self, *args, unit_choices, actor_choices, **kwargs) -> None:
+    def __init__(self, *args, domain_id: int, actor_choices, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["unit"].choices = [("", _("Every OU")), *unit_choices]
+        # Empty: every OU.
+        self.fields["unit"] = unit_field(_("OU"), domain_id, required=False)
         self.fields["actor"].choices = [("", _("Every admin")), *actor_choices]
+        self.order_fields(["unit", "actor"])

@@ -93,6 +93,10 @@ class PolicyChange(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["domain", "version"], name="one_change_per_version"),
         ]
+        # The audit log pages through one domain's changes, newest first.
+        indexes = [
+            models.Index(fields=["domain", "-created_at", "-id"], name="policychange_domain_recent")
+        ]
 
     def __str__(self) -> str:
         return f"{self.domain} v{self.version}: {self.old_setting} -> {self.new_setting}"

@@ -59,36 +59,137 @@ class TreeRow:
     setting: Setting
     effective: bool
     source: OrgUnit
+    sub_units: int = 0  # how many OUs sit directly below it
 
     @property
     def set_here(self) -> bool:
         return self.source.pk == self.unit.pk
 
 
+@dataclass
+class TreeNode:
+    """An OU of the console's collapsible tree; ``children`` is filled only for an open branch."""
+
+    row: TreeRow
+    open: bool
+    children: list[TreeNode]
+    accounts: int = 0  # filled in by the OU page, which shows them
+    more_after: int | None = None  # more sub-OUs follow the one with this pk (show them on demand)
+    more: int = 0  # how many
+
+    def shown(self) -> list[TreeNode]:
+        """This node and every node below it that the page shows."""
+        nodes, stack = [], [self]
+        while stack:
+            node = stack.pop()
+            nodes.append(node)
+            stack.extend(node.children)
+        return nodes
+
+
+# Sub-OUs shown at once when a branch opens; a "show more" button loads the next ones.
+CHILDREN_SHOWN = 100
+
+
+class _Tree:
+    """A domain's whole OU tree with effective values, from one query of a few columns per OU.
+
+    Even at thousands of OUs this is cheap; what must not grow is what a page renders, so pages
+    show the branches that are open and nothing below a closed one. OrgUnit objects are made only
+    for the OUs a page shows.
+    """
+
+    def __init__(self, domain: Domain) -> None:
+        root_allow = current_policy(domain).allow_user_gateways
+        rows = OrgUnit.objects.filter(domain=domain).values_list(
+            "id", "parent_id", "name", "policy_override__allow"
+        )
+        self.domain_id = domain.pk
+        self.raw: dict[int, tuple[int | None, str]] = {}
+        settings_ = []
+        for pk, parent_id, name, allow in rows:
+            self.raw[pk] = (parent_id, name)
+            settings_.append(UnitSetting(pk, parent_id, root_allow if parent_id is None else allow))
+        self.own = {s.id: s for s in settings_}
+        self.effective = resolve(settings_)
+        self.children: dict[int | None, list[int]] = {}
+        for pk in sorted(self.raw, key=lambda pk: (self.raw[pk][1], pk)):
+            self.children.setdefault(self.raw[pk][0], []).append(pk)
+        self._units: dict[int, OrgUnit] = {}
+
+    def unit(self, pk: int) -> OrgUnit:
+        if pk not in self._units:
+            parent_id, name = self.raw[pk]
+            self._units[pk] = OrgUnit(
+                id=pk, parent_id=parent_id, name=name, domain_id=self.domain_id
+            )
+        return self._units[pk]
+
+    def row(self, pk: int, depth: int) -> TreeRow:
+        effective = self.effective[pk]
+        unit = self.unit(pk)
+        return TreeRow(
+            unit=unit,
+            depth=depth,
+            setting=Setting.of(None if unit.is_root else self.own[pk].allow),
+            effective=effective.allow,
+            source=self.unit(effective.source_id),
+            sub_units=len(self.children.get(pk, [])),
+        )
+
+    def depth(self, pk: int) -> int:
+        return len(self.ancestors(pk))
+
+    def ancestors(self, pk: int) -> set[int]:
+        found, current = set(), self.raw[pk][0]
+        while current is not None:
+            found.add(current)
+            current = self.raw[current][0]
+        return found
+
+    def node(self, pk: int, depth: int, open_ids: set[int], after: int | None = None) -> TreeNode:
+        """The OU; if open, its sub-OUs by name, CHILDREN_SHOWN at a time (after ``after``)."""
+        node = TreeNode(self.row(pk, depth), pk in open_ids, [])
+        if not node.open:
+            return node
+        children = self.children.get(pk, [])
+        start = children.index(after) + 1 if after in children else 0
+        shown = children[start : start + CHILDREN_SHOWN]
+        node.children = [self.node(child, depth + 1, open_ids) for child in shown]
+        if start + len(shown) < len(children):
+            node.more_after, node.more = shown[-1], len(children) - start - len(shown)
+        return node
+
+
 def policy_tree(domain: Domain) -> list[TreeRow]:
     """The domain's OUs in depth-first order (children by name) with their effective values."""
-    units = {u.pk: u for u in OrgUnit.objects.filter(domain=domain).order_by("name")}
-    settings_ = unit_settings(domain.pk, current_policy(domain).allow_user_gateways)
-    effective = resolve(settings_)
-    own = {s.id: s for s in settings_}
-    children: dict[int | None, list[OrgUnit]] = {}
-    for unit in units.values():
-        children.setdefault(unit.parent_id, []).append(unit)
+    tree = _Tree(domain)
     rows: list[TreeRow] = []
-    stack = [(root, 0) for root in reversed(children.get(None, []))]
+    stack = [(root, 0) for root in reversed(tree.children.get(None, []))]
     while stack:
-        unit, depth = stack.pop()
-        rows.append(
-            TreeRow(
-                unit=unit,
-                depth=depth,
-                setting=Setting.of(None if unit.is_root else own[unit.pk].allow),
-                effective=effective[unit.pk].allow,
-                source=units[effective[unit.pk].source_id],
-            )
-        )
-        stack.extend((child, depth + 1) for child in reversed(children.get(unit.pk, [])))
+        pk, depth = stack.pop()
+        rows.append(tree.row(pk, depth))
+        stack.extend((child, depth + 1) for child in reversed(tree.children.get(pk, [])))
     return rows
+
+
+def tree_root(domain: Domain, show: int | None = None) -> TreeNode:
+    """The root OU, open on its children; with ``show``, open down to that OU and on it."""
+    tree = _Tree(domain)
+    [root] = tree.children[None]
+    open_ids = {root}
+    if show in tree.raw:
+        open_ids |= tree.ancestors(show) | {show}
+    return tree.node(root, 0, open_ids)
+
+
+def tree_branch(unit: OrgUnit, open: bool, after: int | None = None) -> TreeNode:
+    """One OU of the tree, open on its children or closed (the htmx toggle of one branch).
+
+    ``after``: its sub-OUs that follow this one (the "show more" of a branch with many).
+    """
+    tree = _Tree(unit.domain)
+    return tree.node(unit.pk, tree.depth(unit.pk), {unit.pk} if open else set(), after)
 
 
 # --- saving --------------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ urlpatterns = [
     path("domains/<int:pk>/policy/", views.domain_policy, name="domain_policy"),
     path("domains/<int:pk>/policy/units/<int:unit_pk>/", views.unit_policy, name="unit_policy"),
     path(
+        "domains/<int:pk>/policy/units/<int:unit_pk>/branch/",
+        views.policy_branch,
+        name="policy_branch",
+    ),
+    path(
         "domains/<int:pk>/policy/progress/", views.propagation_progress, name="propagation_progress"
     ),
     path("domains/<int:pk>/audit/", views.audit_log, name="audit_log"),

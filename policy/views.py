@@ -7,17 +7,17 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from directory.access import get_domain_for_admin, get_unit_for_admin, require_domain_admin
-from directory.models import Account, Domain, OrgUnit
+from directory.models import Account, Domain
+from mailkit.paging import capped_count, keyset_page
 
 from .forms import AuditFilterForm, DomainPolicyForm, UnitPolicyForm
-from .models import PolicyChange, Setting
-from .service import current_policy, policy_tree, set_domain_policy, set_unit_policy
-
-AUDIT_PAGE = 200
+from .models import PolicyChange, Setting, UnitOverride
+from .service import current_policy, set_domain_policy, set_unit_policy, tree_branch, tree_root
 
 
 @login_required
@@ -28,7 +28,9 @@ def domain_list(request: HttpRequest) -> HttpResponse:
         .select_related("outbound_policy")
         .annotate(signing_keys=Count("dkim_keys", filter=Q(dkim_keys__state="active")))
     )
-    return render(request, "policy/domain_list.html", {"domains": domains})
+    # An operator sees every hosted domain: a list that grows, paged by name.
+    page = keyset_page(domains, request.GET, order=("name", "id"))
+    return render(request, "policy/domain_list.html", {"domains": page})
 
 
 def _saved_message(request: HttpRequest, change: PolicyChange | None) -> None:
@@ -65,10 +67,6 @@ def domain_policy(request: HttpRequest, pk: int) -> HttpResponse:
         form = DomainPolicyForm(
             initial={"allow_user_gateways": "1" if policy.allow_user_gateways else "0"}
         )
-    rows = [
-        (row, UnitPolicyForm(initial={"setting": row.setting}, prefix=f"unit{row.unit.pk}"))
-        for row in policy_tree(domain)
-    ]
     return render(
         request,
         "policy/domain_policy.html",
@@ -76,25 +74,60 @@ def domain_policy(request: HttpRequest, pk: int) -> HttpResponse:
             "domain": domain,
             "policy": policy,
             "form": form,
-            "rows": rows,
+            "tree": tree_root(domain, show=_int(request.GET.get("open"))),
             "changes": domain.policy_changes.all()[:10],
             **progress_context(domain),
         },
     )
 
 
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
 @login_required
-@require_POST
-def unit_policy(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
-    """Save one OU's override (the root OU is saved through the domain form)."""
+@require_GET
+def policy_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+    """htmx partial: one OU of the policy tree, opened on its sub-OUs or closed; or, with
+    ``after``, the sub-OUs that follow that one."""
     unit = get_unit_for_admin(request, pk, unit_pk)
+    if not request.htmx:  # opened as a page: the tree, opened down to this OU
+        return redirect(f"{reverse('domain_policy', args=[unit.domain_id])}?open={unit.pk}")
+    after = _int(request.GET.get("after"))
+    node = tree_branch(unit, open=request.GET.get("open") == "1" or after is not None, after=after)
+    # "Show more": only the next sub-OUs, in place of the button.
+    template = "unit_children.html" if after is not None else "unit_node.html"
+    return render(request, f"policy/partials/{template}", {"domain": unit.domain, "node": node})
+
+
+@login_required
+def unit_policy(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+    """GET: one OU's setting form (loaded on demand by the tree). POST: save its override.
+
+    The root OU is saved through the domain form.
+    """
+    unit = get_unit_for_admin(request, pk, unit_pk)
+    if request.method == "GET" and not request.htmx:  # opened as a page: the tree at this OU
+        return redirect(f"{reverse('domain_policy', args=[unit.domain_id])}?open={unit.pk}")
+    if request.method == "GET":
+        override = UnitOverride.objects.filter(org_unit=unit).first()
+        form = UnitPolicyForm(
+            initial={"setting": Setting.of(override.allow if override else None)},
+            prefix=f"unit{unit.pk}",
+        )
+        return render(
+            request,
+            "policy/partials/unit_policy_form.html",
+            {"domain": unit.domain, "unit": unit, "form": form},
+        )
     form = UnitPolicyForm(request.POST, prefix=f"unit{unit.pk}")
     if unit.is_root or not form.is_valid():
         messages.error(request, _("Choose inherit, allow or deny for an OU below the top."))
     else:
         change = set_unit_policy(unit, Setting(form.cleaned_data["setting"]), request.user)
         _saved_message(request, change)
-    return redirect("domain_policy", pk=unit.domain_id)
+    # Back to the tree, opened down to this OU.
+    return redirect(f"{reverse('domain_policy', args=[unit.domain_id])}?open={unit.pk}")
 
 
 def progress_context(domain: Domain) -> dict:
@@ -120,22 +153,25 @@ def propagation_progress(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "policy/partials/progress.html", progress_context(domain))
 
 
+# Account, admin and gateway events: the latest ones (the policy changes above are paged).
+RECENT_EVENTS = 50
+
+
 @login_required
 def audit_log(request: HttpRequest, pk: int) -> HttpResponse:
     """Every recorded change of the domain, newest first, filterable by OU and by admin."""
     domain = get_domain_for_admin(request, pk)
-    paths = OrgUnit.objects.paths(domain.pk)
     actor_ids = domain.policy_changes.exclude(actor=None).values_list("actor", flat=True)
     actors = Account.objects.filter(pk__in=actor_ids).order_by("email")
     form = AuditFilterForm(
         request.GET or None,
-        unit_choices=sorted(paths.items(), key=lambda item: item[1]),
+        domain_id=domain.pk,
         actor_choices=[(a.pk, a.email) for a in actors],
     )
     changes = domain.policy_changes.all()
     if form.is_valid():
         if form.cleaned_data["unit"]:
-            changes = changes.filter(org_unit_id=form.cleaned_data["unit"])
+            changes = changes.filter(org_unit=form.cleaned_data["unit"])
         if form.cleaned_data["actor"]:
             changes = changes.filter(actor_id=form.cleaned_data["actor"])
     return render(
@@ -144,7 +180,9 @@ def audit_log(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "domain": domain,
             "form": form,
-            "changes": changes[:AUDIT_PAGE],
-            "events": domain.audit_events.all()[:AUDIT_PAGE],
+            "changes": keyset_page(changes, request.GET),
+            "total": capped_count(changes),
+            "events": domain.audit_events.all()[:RECENT_EVENTS],
+            "recent_events": RECENT_EVENTS,
         },
     )

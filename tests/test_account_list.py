@@ -106,7 +106,11 @@ def test_bulk_move_deactivate_and_reactivate(admin_client, people):
     ]  # someone else's account is ignored
     url = reverse("account_list", args=[people.domain.pk])
     page = admin_client.get(url).content.decode()
-    assert f'<option value="{sales.pk}">example.com/Sales</option>' in page
+    assert '"name": "unit"' in page  # the OU picker, which searches the domain's OUs:
+    found = admin_client.get(
+        reverse("unit_search", args=[people.domain.pk]), {"q": "Sales", "name": "unit"}
+    ).content.decode()
+    assert f'value="{sales.pk}"> example.com/Sales</label>' in found
 
     admin_client.post(url, {"accounts": ids, "action": "move", "unit": sales.pk})
     assert Account.objects.filter(org_unit=sales).count() == 3

@@ -195,15 +195,21 @@ def test_admin_overrides_one_ou_and_watches_the_propagation_reach_the_end(
     log_in(page, base, people.admin.email)
     page.goto(f"{base}/domains/")
     page.get_by_role("link", name="example.com").click()
-    sales_row = page.locator('tr[data-unit="Sales"]')
+    sales_row = page.locator('[data-unit="Sales"]')
     expect(sales_row).to_contain_text("inherited from example.com")
+    expect(sales_row).to_contain_text("1 sub-OU")  # closed: its sub-OUs are not loaded yet
+    expect_htmx_loaded(page)
+    sales_row.get_by_role("button", name="Show its sub-OUs").click()
+    expect(page.locator('[data-unit="EMEA"]')).to_contain_text("inherited from example.com")
+    sales_row.get_by_role("button", name="Change").click()  # its form, loaded on demand
     sales_row.locator("select").select_option("allow")
     sales_row.get_by_role("button", name="Save").click()
     expect(page.locator(".flash")).to_contain_text("Saved.")
     expect(sales_row).to_contain_text("set here")
-    expect(page.locator('tr[data-unit="EMEA"]')).to_contain_text("inherited from Sales")
-    expect(page.locator('tr[data-unit="EMEA"] .effective')).to_have_text("Allowed")
-    expect(page.locator('tr[data-unit="example.com"] .effective')).to_have_text("Off")
+    # Back on the tree, opened down to Sales.
+    expect(page.locator('[data-unit="EMEA"]')).to_contain_text("inherited from Sales")
+    expect(page.locator('[data-unit="EMEA"] .effective')).to_have_text("Allowed")
+    expect(page.locator('[data-unit="example.com"] .effective')).to_have_text("Off")
 
     # No worker yet: the page says honestly that nothing has been applied so far.
     progress = page.locator("#progress")
@@ -223,3 +229,31 @@ def test_admin_overrides_one_ou_and_watches_the_propagation_reach_the_end(
     page.get_by_role("link", name="Audit log").first.click()
     expect(page.locator("table.audit")).to_contain_text("example.com/Sales")
     expect(page.locator("table.audit")).to_contain_text("Inherit → Allow")
+
+
+@pytest.mark.browser
+def test_admin_finds_an_ou_by_typing_part_of_its_path_and_creates_one_inside(
+    chromium_page, live_server, people
+):
+    from directory.models import OrgUnit
+
+    page = chromium_page
+    base = live_server.url
+    root = people.domain.root_unit
+    sales = OrgUnit.objects.create(domain=people.domain, parent=root, name="Sales")
+    OrgUnit.objects.create(domain=people.domain, parent=root, name="Support")
+
+    log_in(page, base, people.admin.email)
+    page.goto(f"{base}/domains/{people.domain.pk}/units/")
+    expect_htmx_loaded(page)
+    picker = page.get_by_label("Inside")
+    expect(page.locator("#id_parent-choices")).to_contain_text("example.com")  # the default
+    picker.fill("sal")
+    choice = page.get_by_label("example.com/Sales")
+    expect(choice).to_be_visible()
+    expect(page.locator("#id_parent-choices")).not_to_contain_text("Support")
+    choice.check()
+    page.get_by_label("Name").fill("EMEA")
+    page.get_by_role("button", name="Create OU").click()
+    expect(page.locator(".flash")).to_contain_text("EMEA created")
+    assert OrgUnit.objects.get(name="EMEA").parent == sales

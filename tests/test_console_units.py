@@ -42,6 +42,10 @@ def new_pages(people, unit) -> list[tuple[str, str, dict]]:
         ("post", reverse("unit_delete", args=[d, unit.pk]), {}),
         ("post", reverse("unit_policy", args=[d, unit.pk]), {f"unit{unit.pk}-setting": "allow"}),
         ("get", reverse("audit_log", args=[d]), {}),
+        ("get", reverse("unit_branch", args=[d, unit.pk]), {"open": "1"}),
+        ("get", reverse("unit_search", args=[d]), {"q": "Sales"}),
+        ("get", reverse("policy_branch", args=[d, unit.pk]), {"open": "1"}),
+        ("get", reverse("unit_policy", args=[d, unit.pk]), {}),
     ]
 
 
@@ -77,6 +81,9 @@ def test_admin_creates_renames_moves_and_deletes_an_ou(admin_client, people, sal
     assert response.status_code == 302
     emea = OrgUnit.objects.get(name="EMEA")
     assert emea.parent == sales
+    # The tree comes back opened down to the new OU, which is on the page.
+    tree = admin_client.get(response["Location"]).content.decode()
+    assert 'data-unit="EMEA"' in tree and "EMEA created" in tree
 
     duplicate = admin_client.post(
         reverse("unit_list", args=[d]), {"name": "EMEA", "parent": sales.pk}
@@ -91,8 +98,14 @@ def test_admin_creates_renames_moves_and_deletes_an_ou(admin_client, people, sal
 
     # Moving Sales under its own sub-OU is not offered, and refused if posted anyway.
     page = admin_client.get(reverse("unit_detail", args=[d, sales.pk])).content.decode()
-    move_choices = page.split('name="move-parent"')[1].split("</select>")[0]
-    assert "example.com</option>" in move_choices
+    picker = page.split('id="id_move-parent"')[1].split("</div>")[0]
+    assert f'"exclude": "{sales.pk}"' in picker and '"name": "move-parent"' in picker
+    move_choices = admin_client.get(
+        reverse("unit_search", args=[d]),
+        {"q": "example", "name": "move-parent", "exclude": sales.pk},
+    ).content.decode()
+    assert 'name="move-parent"' in move_choices
+    assert f'value="{people.domain.root_unit.pk}"> example.com</label>' in move_choices
     assert "example.com/Sales" not in move_choices
     cyclic = admin_client.post(
         reverse("unit_detail", args=[d, sales.pk]), {"action": "move", "move-parent": emea.pk}
@@ -154,10 +167,15 @@ def test_policy_page_shows_set_here_and_inherited_from(admin_client, people, sal
     )
     propagate(change.pk)
 
+    # After the save the tree is open down to Sales, showing its sub-OUs.
     page = admin_client.get(reverse("domain_policy", args=[people.domain.pk])).content.decode()
-    sales_row = page.split('data-unit="Sales"')[1].split("</tr>")[0]
-    emea_row = page.split(f'data-unit="{emea.name}"')[1].split("</tr>")[0]
-    root_row = page.split('data-unit="example.com"')[1].split("</tr>")[0]
+    assert 'data-unit="EMEA"' not in page  # closed: Sales' sub-OUs are not rendered
+    page = admin_client.get(
+        reverse("domain_policy", args=[people.domain.pk]), {"open": sales.pk}
+    ).content.decode()
+    sales_row = page.split('data-unit="Sales"')[1].split("</div>")[0]
+    emea_row = page.split(f'data-unit="{emea.name}"')[1].split("</div>")[0]
+    root_row = page.split('data-unit="example.com"')[1].split("</div>")[0]
     assert "Allowed" in sales_row and "set here" in sales_row
     assert "Allowed" in emea_row and "inherited from Sales" in emea_row
     assert "Off" in root_row and "set here" in root_row
@@ -227,7 +245,9 @@ def test_renaming_or_moving_an_ou_onto_a_siblings_name_says_so_and_changes_nothi
 
 def test_ou_choices_list_the_tree_top_first(admin_client, people, sales):
     OrgUnit.objects.create(domain=people.domain, parent=sales, name="Alpha")
-    page = admin_client.get(reverse("unit_list", args=[people.domain.pk])).content.decode()
-    choices = page.split('name="parent"')[1].split("</select>")[0]
-    labels = re.findall(r">([^<]+)</option>", choices)
+    # The picker lists what the search finds; with nothing typed yet (on focus), every OU.
+    choices = admin_client.get(
+        reverse("unit_search", args=[people.domain.pk]), {"q": "", "name": "parent"}
+    ).content.decode()
+    labels = re.findall(r'name="parent" value="\d+"> ([^<]+)</label>', choices)
     assert labels == ["example.com", "example.com/Sales", "example.com/Sales/Alpha"]
