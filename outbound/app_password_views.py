@@ -10,6 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
+from directory.access import AuthenticatedRequest
+
 from .credentials import create_app_password
 from .forms import AppPasswordForm
 from .models import AppPassword
@@ -26,7 +28,7 @@ SESSION_KEY = "new_app_password"
 
 @login_required
 @never_cache  # the page can show a new password: no browser or proxy may keep a copy
-def app_password_list(request: HttpRequest) -> HttpResponse:
+def app_password_list(request: AuthenticatedRequest) -> HttpResponse:
     form = AppPasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         created, password = create_app_password(request.user, form.cleaned_data["name"])
@@ -50,7 +52,7 @@ def app_password_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def app_password_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def app_password_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     app_password = get_app_password_for_user(request, pk)
     if request.method == "POST":
         app_password.delete()
