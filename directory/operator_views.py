@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -76,7 +76,7 @@ def operator_domain_add(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "directory/operator_domain_add.html", {"form": form})
 
 
-def _operator_domain(request: HttpRequest, pk: int) -> Domain:
+def _operator_domain(request: AuthenticatedRequest, pk: int) -> Domain:
     require_operator(request)
     return get_object_or_404(Domain, pk=pk)
 

@@ -36,15 +36,15 @@ def app_password_list(request: AuthenticatedRequest) -> HttpResponse:
         return redirect("app_password_list")
     shown = request.session.pop(SESSION_KEY, None)
     app_passwords = AppPassword.objects.for_account(request.user)
-    created = app_passwords.filter(pk=shown["id"]).first() if shown else None
+    shown_password = app_passwords.filter(pk=shown["id"]).first() if shown else None
     return render(
         request,
         "outbound/app_passwords.html",
         {
             "form": form,
             "app_passwords": app_passwords,
-            "created": created,
-            "new_password": shown["password"] if created else None,
+            "created": shown_password,
+            "new_password": shown["password"] if shown_password else None,
             "submission_host": settings.SENDGATE_SUBMISSION_HOSTNAME,
             "submission_port": settings.SENDGATE_SUBMISSION_PORT,
         },

@@ -138,12 +138,10 @@ def unit_policy(request: AuthenticatedRequest, pk: int, unit_pk: int) -> HttpRes
 def progress_context(domain: Domain) -> dict:
     """The latest change, and any older one still running (a save elsewhere in the tree)."""
     latest = domain.policy_changes.first()
-    running = list(
-        domain.policy_changes.filter(finished_at__isnull=True, superseded=False).exclude(
-            pk=getattr(latest, "pk", None)
-        )
-    )
-    shown = ([latest] if latest else []) + running
+    running = domain.policy_changes.filter(finished_at__isnull=True, superseded=False)
+    if latest:
+        running = running.exclude(pk=latest.pk)
+    shown = ([latest] if latest else []) + list(running)
     return {
         "domain": domain,
         "progress_changes": shown,

@@ -63,7 +63,7 @@ def login(request: HttpRequest) -> HttpResponse:
             # Not signed in yet: the session only remembers who passed the first step.
             request.session[PENDING_KEY] = {
                 "account": account.pk,
-                "backend": account.backend,
+                "backend": account.backend,  # type: ignore[attr-defined]  # set by authenticate(); not in the stubs
                 "next": next_url,
                 "at": time.time(),
             }
@@ -76,7 +76,7 @@ def login(request: HttpRequest) -> HttpResponse:
 @never_cache
 def login_verify(request: HttpRequest) -> HttpResponse:
     """The second step: a code from the authenticator app, or a recovery code."""
-    pending = request.session.get(PENDING_KEY)
+    pending = request.session.get(PENDING_KEY) or {}
     account = None
     if pending and time.time() - pending["at"] < PENDING_SECONDS:
         account = Account.objects.filter(pk=pending["account"], is_active=True).first()
@@ -91,7 +91,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         device = twostep.verify_code(account, form.cleaned_data["code"])
         if device is not None:
             del request.session[PENDING_KEY]
-            account.backend = pending["backend"]
+            account.backend = pending["backend"]  # type: ignore[attr-defined]  # read by login(); not in the stubs
             return _complete_login(request, account, device, pending["next"])
         # Counts like a wrong password; at the limit axes answers with the lockout page.
         lockout.record_failed_code(request, account.email)
