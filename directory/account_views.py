@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -82,7 +83,7 @@ def account_list(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         {
             "domain": domain,
             "form": form,
-            "rows": [(a, paths.get(a.org_unit_id, ""), a.pk in admin_ids) for a in rows],
+            "rows": [(a, paths.get(a.org_unit_id or 0, ""), a.pk in admin_ids) for a in rows],
             "has_prev": has_prev,
             "has_next": has_next,
             "first": rows[0].email if rows else "",
@@ -112,7 +113,7 @@ def _bulk(request: AuthenticatedRequest, domain: Domain) -> HttpResponse:
             return redirect("account_list", pk=domain.pk)
     for account in accounts:
         try:
-            if action == "move":
+            if action == "move" and unit is not None:
                 done += move_account(account, unit, request.user)
             elif action == "deactivate":
                 onboarding.deactivate(account, request.user)
@@ -156,7 +157,7 @@ def account_add(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     )
 
 
-ACTIONS = {
+ACTIONS: dict[str, Callable[..., object]] = {
     "resend": lambda a, actor: onboarding.send_invitation(a, actor),
     "reset": lambda a, actor: onboarding.send_password_reset(a, actor),
     "deactivate": onboarding.deactivate,
@@ -185,6 +186,7 @@ def _done_message(action: str, account: Account) -> str:
 def account_detail(request: AuthenticatedRequest, pk: int, account_pk: int) -> HttpResponse:
     account = get_account_for_admin(request, pk, account_pk)
     domain = account.domain
+    assert domain is not None  # get_account_for_admin found the account in its domain
     move = AccountUnitForm(
         request.POST if request.POST.get("action") == "move" else None, domain=domain
     )

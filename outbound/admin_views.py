@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import messages as flash
@@ -22,6 +23,9 @@ from outbox.models import DeliveryAttempt, ManualRetry, Message
 from outbox.retry import retry_now
 
 from .routing import RouteKind
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 
 class DeliveryFilter(forms.Form):
@@ -49,7 +53,13 @@ def domain_messages(domain: Domain):
     return Message.objects.for_domain(domain)
 
 
-def deferred_with_last_server(domain: Domain) -> QuerySet[Message]:
+class _LastServer(TypedDict):
+    last_server: str | None
+
+
+def deferred_with_last_server(
+    domain: Domain,
+) -> QuerySet[WithAnnotations[Message, _LastServer]]:
     """The domain's deferred mail, each with the server its last attempt went to."""
     last_server = (
         DeliveryAttempt.objects.filter(message=OuterRef("pk")).order_by("-id").values("server")[:1]
