@@ -193,8 +193,8 @@ def _save_tested_change(request: AuthenticatedRequest, test: ConnectionTest) -> 
         connection_test.forget_password(test)
     if test.alias_id:
         return reverse("alias_list")
-    alias = request.user.aliases.filter(address=test.address).first()
-    return reverse("alias_confirm", args=[alias.pk]) if alias else reverse("alias_list")
+    created = request.user.aliases.filter(address=test.address).first()
+    return reverse("alias_confirm", args=[created.pk]) if created else reverse("alias_list")
 
 
 def _send_confirmation(alias: SendAsAlias) -> None:
@@ -287,6 +287,7 @@ def alias_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             _save_edit(form.alias(), server, server_form is not None, tested=False)
             messages.success(request, _("%(address)s is saved.") % {"address": alias.address})
             return redirect("alias_list")
+        assert server is not None  # changed: there is a server to test
         test = _start_test(request, form, server, form.alias(), editing=True)
         if test is not None:
             return redirect(f"{reverse('alias_edit', args=[alias.pk])}?test={test.pk}")
