@@ -7,20 +7,32 @@ from __future__ import annotations
 
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
+from django_htmx.middleware import HtmxDetails
 
 from .models import Account, Domain, OrgUnit
 
 
-def get_domain_for_admin(request: HttpRequest, pk: int) -> Domain:
+class AuthenticatedRequest(HttpRequest):
+    """The request a login-required view receives, for type checking only.
+
+    `@login_required` guarantees `user` is an Account, never AnonymousUser; HtmxMiddleware sets
+    `htmx`. Views annotate their request with this class (the pattern django-stubs documents).
+    """
+
+    user: Account
+    htmx: HtmxDetails
+
+
+def get_domain_for_admin(request: AuthenticatedRequest, pk: int) -> Domain:
     return get_object_or_404(Domain.objects.for_admin(request.user), pk=pk)
 
 
-def require_domain_admin(request: HttpRequest) -> None:
+def require_domain_admin(request: AuthenticatedRequest) -> None:
     if not request.user.is_domain_admin:
         raise Http404
 
 
-def get_unit_for_admin(request: HttpRequest, domain_pk: int, unit_pk: int) -> OrgUnit:
+def get_unit_for_admin(request: AuthenticatedRequest, domain_pk: int, unit_pk: int) -> OrgUnit:
     """An OU of a domain the requester administers; anything else is a 404."""
     domain = get_domain_for_admin(request, domain_pk)
     return get_object_or_404(
@@ -28,7 +40,9 @@ def get_unit_for_admin(request: HttpRequest, domain_pk: int, unit_pk: int) -> Or
     )
 
 
-def get_account_for_admin(request: HttpRequest, domain_pk: int, account_pk: int) -> Account:
+def get_account_for_admin(
+    request: AuthenticatedRequest, domain_pk: int, account_pk: int
+) -> Account:
     """An account of a domain the requester administers; anything else is a 404."""
     domain = get_domain_for_admin(request, domain_pk)
     return get_object_or_404(
@@ -36,6 +50,6 @@ def get_account_for_admin(request: HttpRequest, domain_pk: int, account_pk: int)
     )
 
 
-def require_operator(request: HttpRequest) -> None:
+def require_operator(request: AuthenticatedRequest) -> None:
     if not request.user.is_superuser:
         raise Http404

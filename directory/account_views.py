@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from django.utils.translation import gettext as _
 from outbox import onboarding
 from policy.service import PolicyError, move_account
 
-from .access import get_account_for_admin, get_domain_for_admin
+from .access import AuthenticatedRequest, get_account_for_admin, get_domain_for_admin
 from .account_import import check_csv
 from .accounts import DirectoryError, grant_admin, revoke_admin
 from .forms import (
@@ -50,7 +51,7 @@ def _page(accounts, after: str, before: str) -> tuple[list[Account], bool, bool]
 
 
 @login_required
-def account_list(request: HttpRequest, pk: int) -> HttpResponse:
+def account_list(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     if request.method == "POST":
         return _bulk(request, domain)
@@ -82,7 +83,7 @@ def account_list(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "domain": domain,
             "form": form,
-            "rows": [(a, paths.get(a.org_unit_id, ""), a.pk in admin_ids) for a in rows],
+            "rows": [(a, paths.get(a.org_unit_id or 0, ""), a.pk in admin_ids) for a in rows],
             "has_prev": has_prev,
             "has_next": has_next,
             "first": rows[0].email if rows else "",
@@ -95,7 +96,7 @@ def account_list(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _bulk(request: HttpRequest, domain: Domain) -> HttpResponse:
+def _bulk(request: AuthenticatedRequest, domain: Domain) -> HttpResponse:
     """Move, deactivate or reactivate the selected accounts (only those of this domain)."""
     ids = [int(v) for v in request.POST.getlist("accounts") if v.isdigit()]
     accounts = list(Account.objects.filter(domain=domain, pk__in=ids).select_related("domain"))
@@ -112,7 +113,7 @@ def _bulk(request: HttpRequest, domain: Domain) -> HttpResponse:
             return redirect("account_list", pk=domain.pk)
     for account in accounts:
         try:
-            if action == "move":
+            if action == "move" and unit is not None:
                 done += move_account(account, unit, request.user)
             elif action == "deactivate":
                 onboarding.deactivate(account, request.user)
@@ -131,7 +132,7 @@ def _bulk(request: HttpRequest, domain: Domain) -> HttpResponse:
 
 
 @login_required
-def account_add(request: HttpRequest, pk: int) -> HttpResponse:
+def account_add(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     form = AccountAddForm(request.POST or None, domain=domain, initial={"unit": domain.root_unit})
     if request.method == "POST" and form.is_valid():
@@ -156,7 +157,7 @@ def account_add(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-ACTIONS = {
+ACTIONS: dict[str, Callable[..., object]] = {
     "resend": lambda a, actor: onboarding.send_invitation(a, actor),
     "reset": lambda a, actor: onboarding.send_password_reset(a, actor),
     "deactivate": onboarding.deactivate,
@@ -182,9 +183,10 @@ def _done_message(action: str, account: Account) -> str:
 
 
 @login_required
-def account_detail(request: HttpRequest, pk: int, account_pk: int) -> HttpResponse:
+def account_detail(request: AuthenticatedRequest, pk: int, account_pk: int) -> HttpResponse:
     account = get_account_for_admin(request, pk, account_pk)
     domain = account.domain
+    assert domain is not None  # get_account_for_admin found the account in its domain
     move = AccountUnitForm(
         request.POST if request.POST.get("action") == "move" else None, domain=domain
     )
@@ -250,7 +252,7 @@ def _signer() -> signing.TimestampSigner:
 
 
 @login_required
-def account_import(request: HttpRequest, pk: int) -> HttpResponse:
+def account_import(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Upload: check every row and show the result (nothing changes). Apply: import it all."""
     domain = get_domain_for_admin(request, pk)
     if request.method == "POST" and request.POST.get("upload"):
@@ -301,7 +303,7 @@ def _imports_context(domain: Domain) -> dict:
 
 
 @login_required
-def account_import_progress(request: HttpRequest, pk: int) -> HttpResponse:
+def account_import_progress(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """htmx partial: recent imports and how far their invitations are; polls while sending."""
     domain = get_domain_for_admin(request, pk)
     return render(request, "directory/partials/import_progress.html", _imports_context(domain))

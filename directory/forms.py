@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from mailkit.addresses import normalize_address, reject_control_characters
 
 from .accounts import DirectoryError, clean_display_name, new_address
 from .models import Account, Domain, OrgUnit
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class UnitPicker(forms.Widget):
@@ -26,7 +33,7 @@ class UnitPicker(forms.Widget):
         self.domain_id = domain_id
         self.exclude_unit = exclude_unit
 
-    def render(self, name, value, attrs=None, renderer=None) -> str:
+    def render(self, name, value, attrs=None, renderer=None) -> SafeString:
         attrs = self.build_attrs(self.attrs, attrs)
         selected = None
         if value not in (None, ""):
@@ -48,8 +55,13 @@ class UnitPicker(forms.Widget):
 
 
 def unit_field(
-    label: str, domain_id: int, exclude: set[int] = frozenset(), *, exclude_unit=None, **kwargs
-) -> forms.Field:
+    label: StrOrPromise,
+    domain_id: int,
+    exclude: Collection[int] = frozenset(),
+    *,
+    exclude_unit=None,
+    **kwargs,
+) -> forms.ModelChoiceField:
     """One of the domain's OUs, picked by searching its path; ``exclude`` cannot be chosen.
 
     ``exclude_unit``: the OU whose subtree ``exclude`` is, so that the search leaves it out too.
@@ -92,7 +104,8 @@ class UnitCreateForm(forms.Form):
         return _clean_name(self.cleaned_data["name"])
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("name") and data.get("parent"):
             try:
                 _check_sibling_name(data["parent"], data["name"])
@@ -184,9 +197,9 @@ class AccountFilterForm(forms.Form):
 
     def __init__(self, *args, domain: Domain, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["unit"] = unit_field(_("OU"), domain.pk)
-        self.fields["unit"].required = False
-        self.fields["unit"].empty_label = _("All OUs")
+        self.fields["unit"] = unit_field(
+            _("OU"), domain.pk, required=False, empty_label=_("All OUs")
+        )
 
 
 class AccountImportForm(forms.Form):

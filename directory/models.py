@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -12,6 +13,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from mailkit.addresses import domain_of, normalize_address
+
+if TYPE_CHECKING:
+    from django.db.models.fields.related_descriptors import ManyRelatedManager
 
 
 def _new_token() -> str:
@@ -39,7 +43,7 @@ class Domain(models.Model):
         related_name="gateway_of_domain",
         help_text=_("Smarthost for the domain path. Empty: deliver directly to recipients' MX."),
     )
-    admins = models.ManyToManyField(
+    admins: models.ManyToManyField[Account, Any] = models.ManyToManyField(
         "Account", blank=True, related_name="administered_domains", verbose_name=_("admins")
     )
     require_tls_direct = models.BooleanField(
@@ -171,7 +175,7 @@ class OrgUnit(models.Model):
         return OrgUnit.objects.paths(self.domain_id)[self.pk]
 
 
-class AccountManager(BaseUserManager):
+class AccountManager(BaseUserManager["Account"]):
     use_in_migrations = True
 
     def create_user(self, email: str, password: str | None = None, **extra) -> Account:
@@ -206,6 +210,8 @@ class Account(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(_("primary address"), unique=True)
     display_name = models.CharField(_("display name"), max_length=200, blank=True)
     domain = models.ForeignKey(Domain, null=True, on_delete=models.PROTECT, related_name="accounts")
+    if TYPE_CHECKING:  # the reverse of Domain.admins, which django-stubs' plugin leaves out
+        administered_domains: ManyRelatedManager[Domain, Any]
     org_unit = models.ForeignKey(
         OrgUnit, null=True, on_delete=models.PROTECT, related_name="accounts"
     )

@@ -6,7 +6,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -16,7 +16,7 @@ from mailkit.dns import Status
 from outbox import onboarding
 from outbox.models import Message
 
-from .access import require_operator
+from .access import AuthenticatedRequest, require_operator
 from .accounts import DirectoryError
 from .models import Domain
 from .verification import check_ownership
@@ -33,7 +33,7 @@ class DomainAddForm(forms.Form):
 
 
 @login_required
-def operator_domains(request: HttpRequest) -> HttpResponse:
+def operator_domains(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request)
     domains = Domain.objects.annotate(account_count=Count("accounts")).prefetch_related("admins")
     waiting = dict(
@@ -47,7 +47,7 @@ def operator_domains(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def operator_domain_add(request: HttpRequest) -> HttpResponse:
+def operator_domain_add(request: AuthenticatedRequest) -> HttpResponse:
     require_operator(request)
     form = DomainAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -76,13 +76,13 @@ def operator_domain_add(request: HttpRequest) -> HttpResponse:
     return render(request, "directory/operator_domain_add.html", {"form": form})
 
 
-def _operator_domain(request: HttpRequest, pk: int) -> Domain:
+def _operator_domain(request: AuthenticatedRequest, pk: int) -> Domain:
     require_operator(request)
     return get_object_or_404(Domain, pk=pk)
 
 
 @login_required
-def operator_domain(request: HttpRequest, pk: int) -> HttpResponse:
+def operator_domain(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = _operator_domain(request, pk)
     states = dict(
         Message.objects.filter(account__domain=domain)
@@ -105,7 +105,7 @@ def operator_domain(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def operator_domain_verify(request: HttpRequest, pk: int) -> HttpResponse:
+def operator_domain_verify(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = _operator_domain(request, pk)
     status = check_ownership(domain, request.user)
     if status == Status.FOUND:

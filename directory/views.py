@@ -7,7 +7,7 @@ import re
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -25,7 +25,7 @@ from policy.service import (
     unit_settings,
 )
 
-from .access import get_domain_for_admin, get_unit_for_admin
+from .access import AuthenticatedRequest, get_domain_for_admin, get_unit_for_admin
 from .forms import AccountMoveForm, UnitCreateForm, UnitMoveForm, UnitRenameForm
 from .models import Account, OrgUnit
 
@@ -49,7 +49,7 @@ def _count_accounts(tree: TreeNode) -> TreeNode:
 
 
 @login_required
-def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
+def unit_list(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     form = UnitCreateForm(
         request.POST or None, domain=domain, initial={"parent": domain.root_unit.pk}
@@ -72,7 +72,7 @@ def unit_list(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def unit_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+def unit_branch(request: AuthenticatedRequest, pk: int, unit_pk: int) -> HttpResponse:
     """htmx partial: one OU of the tree, opened on its sub-OUs or closed; or, with ``after``,
     the sub-OUs that follow that one."""
     unit = get_unit_for_admin(request, pk, unit_pk)
@@ -94,7 +94,7 @@ def unit_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def unit_search(request: HttpRequest, pk: int) -> HttpResponse:
+def unit_search(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """htmx partial of the OU picker: the OUs whose path contains what was typed.
 
     ``name`` is the form field the choices fill in; ``exclude`` an OU left out with its sub-OUs
@@ -129,7 +129,7 @@ def _move_form(unit: OrgUnit, data=None) -> UnitMoveForm:
 
 
 @login_required
-def unit_detail(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+def unit_detail(request: AuthenticatedRequest, pk: int, unit_pk: int) -> HttpResponse:
     unit = get_unit_for_admin(request, pk, unit_pk)
     domain = unit.domain
     action = request.POST.get("action") if request.method == "POST" else None
@@ -195,7 +195,7 @@ def unit_detail(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
 
 
 @login_required
-def unit_delete(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+def unit_delete(request: AuthenticatedRequest, pk: int, unit_pk: int) -> HttpResponse:
     unit = get_unit_for_admin(request, pk, unit_pk)
     domain = unit.domain
     if unit.is_root or not unit.is_empty():

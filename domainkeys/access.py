@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
 
-from directory.access import get_domain_for_admin
+from directory.access import AuthenticatedRequest, get_domain_for_admin
 
 from .models import DkimKey
 
 
-def get_key_for_admin(request: HttpRequest, domain_pk: int, key_pk: int) -> DkimKey:
+def get_key_for_admin(request: AuthenticatedRequest, domain_pk: int, key_pk: int) -> DkimKey:
     domain = get_domain_for_admin(request, domain_pk)
     return get_object_or_404(DkimKey.objects.select_related("domain"), pk=key_pk, domain=domain)

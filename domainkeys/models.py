@@ -87,7 +87,11 @@ class DkimKey(models.Model):
         """Waiting keys never signed anything; a replaced key once its week is over."""
         if self.state == self.State.WAITING:
             return True
-        return self.state == self.State.RETIRING and timezone.now() >= self.retire_after
+        return (
+            self.state == self.State.RETIRING
+            and self.retire_after is not None  # set whenever a key starts retiring
+            and timezone.now() >= self.retire_after
+        )
 
     def activate(self) -> None:
         """Start signing with this key; the active key of its algorithm becomes "replaced"."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from directory.access import get_domain_for_admin
+from directory.access import AuthenticatedRequest, get_domain_for_admin
 from mailkit import dns
 
 from .access import get_key_for_admin
@@ -19,7 +19,7 @@ from .models import DkimKey
 
 
 @login_required
-def key_list(request: HttpRequest, pk: int) -> HttpResponse:
+def key_list(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     form = GenerateKeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -45,7 +45,7 @@ def key_list(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def key_check(request: HttpRequest, pk: int, key_pk: int) -> HttpResponse:
+def key_check(request: AuthenticatedRequest, pk: int, key_pk: int) -> HttpResponse:
     key = get_key_for_admin(request, pk, key_pk)
     was_waiting = key.state == DkimKey.State.WAITING
     # One TXT lookup bounded by dns.PAGE_LIFETIME: short enough for a request.
@@ -61,7 +61,7 @@ def key_check(request: HttpRequest, pk: int, key_pk: int) -> HttpResponse:
 
 
 @login_required
-def key_delete(request: HttpRequest, pk: int, key_pk: int) -> HttpResponse:
+def key_delete(request: AuthenticatedRequest, pk: int, key_pk: int) -> HttpResponse:
     key = get_key_for_admin(request, pk, key_pk)
     if not key.may_be_deleted:
         messages.error(

@@ -375,6 +375,7 @@ def _dmarc_consequence(alias: str, via: str, dmarc: Dmarc, verdict: Verdict) -> 
         ),
     }
     table = fails if verdict == Verdict.FAIL else might_fail
+    assert dmarc.policy is not None  # a record that was found has its p= (else it is not DMARC)
     return [table[dmarc.policy] % names]
 
 

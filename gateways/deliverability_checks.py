@@ -7,6 +7,7 @@ The page asks for the check and polls; a worker does the DNS lookups under one o
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -30,7 +31,10 @@ def requested(alias_domain: str, gateway_host: str) -> DeliverabilityCheck:
 
     A stale check keeps its old facts on show until the new ones are in.
     """
-    key = {"alias_domain": alias_domain.lower(), "gateway_host": gateway_host.lower()}
+    key: dict[str, Any] = {
+        "alias_domain": alias_domain.lower(),
+        "gateway_host": gateway_host.lower(),
+    }
     try:
         with transaction.atomic():
             check, created = DeliverabilityCheck.objects.get_or_create(**key)

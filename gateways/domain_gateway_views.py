@@ -5,11 +5,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
-from directory.access import get_domain_for_admin
+from directory.access import AuthenticatedRequest, get_domain_for_admin
 
 from .connection_test import TooManyTests, run_connection_test
 from .domain_gateway import set_domain_gateway
@@ -17,7 +17,7 @@ from .forms import DomainGatewayForm
 
 
 @login_required
-def domain_gateway(request: HttpRequest, pk: int) -> HttpResponse:
+def domain_gateway(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     current = domain.outbound_gateway
     form = DomainGatewayForm(request.POST or None, instance=current)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -60,7 +62,7 @@ class SmtpServerForm(forms.Form):
         ]
         if settings.SENDGATE_SMTP_ALLOW_PLAINTEXT:
             choices.append((SmtpServer.Security.NONE.value, SmtpServer.Security.NONE.label))
-        self.fields["smtp_security"].choices = choices
+        cast(forms.ChoiceField, self.fields["smtp_security"]).choices = choices
         self.fields["smtp_security"].initial = SmtpServer.Security.STARTTLS
         if instance is not None:
             self.fields["smtp_password"].help_text = _(
@@ -76,7 +78,8 @@ class SmtpServerForm(forms.Form):
         return reject_control_characters(self.cleaned_data["smtp_username"])
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if not data.get("smtp_host"):
             return data
         self.check_port_and_security(data)
@@ -170,7 +173,8 @@ class AliasForm(forms.Form):
         return normalize_address(value) if value else ""
 
     def clean(self) -> dict:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         domain = self.account.domain
         if self.instance is None and domain is not None and not domain.is_verified:
             # Nothing could be sent as it (nor its confirmation code be used) until then.
@@ -229,7 +233,8 @@ class DomainGatewayForm(SmtpServerForm):
             )
 
     def clean(self) -> dict:
-        data = forms.Form.clean(self)
+        forms.Form.clean(self)
+        data = self.cleaned_data
         if data.get("mode") != self.GATEWAY:
             return data
         if not data.get("smtp_host"):
@@ -251,7 +256,7 @@ class DomainGatewayForm(SmtpServerForm):
         data = self.cleaned_data
         if data.get("mode") != self.GATEWAY:
             return None
-        server = super().server()
-        if not data["smtp_username"]:
+        server = super().server()  # clean() required the host in gateway mode
+        if server is not None and not data["smtp_username"]:
             server.password = ""  # no login: no stored password either
         return server

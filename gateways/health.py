@@ -36,5 +36,6 @@ def retest(server_id: int) -> None:
     if alias is None:
         return  # deleted meanwhile
     server = alias.smtp_server
+    assert server is not None  # the alias was found by its server
     outcome = asyncio.run(probe(server, alias.address))
     server_state.retested(server, alias, outcome)

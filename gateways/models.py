@@ -128,6 +128,7 @@ class SendAsAlias(models.Model):
             self.confirmation_failures >= self.MAX_CONFIRMATION_FAILURES
         ):
             return self.Confirmation.LOCKED
+        assert self.confirmation_sent_at is not None  # set with the digest
         if timezone.now() - self.confirmation_sent_at > valid_for:
             return self.Confirmation.EXPIRED
         if not hmac.compare_digest(self.confirmation_digest, self._digest(code.strip())):

@@ -16,6 +16,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from directory.access import AuthenticatedRequest
 from domainkeys.models import DkimKey
 from mailkit import dns
 from mailkit.addresses import domain_of, normalize_address
@@ -30,7 +31,9 @@ from .models import ConnectionTest, SendAsAlias, SmtpServer
 
 
 def _server_form(
-    request: HttpRequest, server: SmtpServer | None = None, test: ConnectionTest | None = None
+    request: AuthenticatedRequest,
+    server: SmtpServer | None = None,
+    test: ConnectionTest | None = None,
 ) -> SmtpServerForm | None:
     """The SMTP fields, offered only while the account's policy allows per-user gateways."""
     if not request.user.gateways_allowed:
@@ -72,7 +75,7 @@ def _alias_fields(alias: SendAsAlias) -> dict:
 
 
 def _start_test(
-    request: HttpRequest,
+    request: AuthenticatedRequest,
     form: AliasForm,
     server: SmtpServer,
     alias: SendAsAlias,
@@ -87,7 +90,7 @@ def _start_test(
 
 
 @login_required
-def alias_list(request: HttpRequest) -> HttpResponse:
+def alias_list(request: AuthenticatedRequest) -> HttpResponse:
     account = request.user
     test = _shown_test(request)
     form = AliasForm(request.POST or None, account=account, **_alias_initial(test))
@@ -140,7 +143,7 @@ def _create_alias(alias: SendAsAlias, server: SmtpServer | None) -> None:
 
 
 @login_required
-def connection_test_status(request: HttpRequest, pk: int) -> HttpResponse:
+def connection_test_status(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Polled while a connection test runs; once it passed, the change it tested is saved."""
     test = connection_test.give_up_if_lost(get_connection_test_for_user(request, pk))
     if test.state == ConnectionTest.State.PASSED:
@@ -157,7 +160,7 @@ def connection_test_status(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-def _save_tested_change(request: HttpRequest, test: ConnectionTest) -> str:
+def _save_tested_change(request: AuthenticatedRequest, test: ConnectionTest) -> str:
     """Save the alias change a passed test tested (once, whoever polls first); where to go next."""
     with transaction.atomic():
         if not connection_test.claim_passed(test):
@@ -190,8 +193,8 @@ def _save_tested_change(request: HttpRequest, test: ConnectionTest) -> str:
         connection_test.forget_password(test)
     if test.alias_id:
         return reverse("alias_list")
-    alias = request.user.aliases.filter(address=test.address).first()
-    return reverse("alias_confirm", args=[alias.pk]) if alias else reverse("alias_list")
+    created = request.user.aliases.filter(address=test.address).first()
+    return reverse("alias_confirm", args=[created.pk]) if created else reverse("alias_list")
 
 
 def _send_confirmation(alias: SendAsAlias) -> None:
@@ -225,7 +228,7 @@ def _send_confirmation(alias: SendAsAlias) -> None:
 
 
 @login_required
-def alias_confirm(request: HttpRequest, pk: int) -> HttpResponse:
+def alias_confirm(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     alias = get_alias_for_user(request, pk)
     # The link in the mail fills the code in; confirming is still a POST (no state change on GET).
     form = ConfirmAliasForm(request.POST or None, initial={"code": request.GET.get("code", "")})
@@ -243,7 +246,7 @@ def alias_confirm(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def alias_resend(request: HttpRequest, pk: int) -> HttpResponse:
+def alias_resend(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     alias = get_alias_for_user(request, pk)
     if not alias.is_verified:
         try:
@@ -259,7 +262,7 @@ def alias_resend(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
+def alias_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Edit name, reply-to and the SMTP server; a changed server is tested before it is saved."""
     alias = get_alias_for_user(request, pk)
     test = _shown_test(request)
@@ -284,6 +287,7 @@ def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
             _save_edit(form.alias(), server, server_form is not None, tested=False)
             messages.success(request, _("%(address)s is saved.") % {"address": alias.address})
             return redirect("alias_list")
+        assert server is not None  # changed: there is a server to test
         test = _start_test(request, form, server, form.alias(), editing=True)
         if test is not None:
             return redirect(f"{reverse('alias_edit', args=[alias.pk])}?test={test.pk}")
@@ -322,7 +326,7 @@ def _save_edit(
 
 @login_required
 @require_POST
-def alias_make_default(request: HttpRequest, pk: int) -> HttpResponse:
+def alias_make_default(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     alias = get_alias_for_user(request, pk)
     if not alias.is_verified:
         raise Http404
@@ -338,7 +342,7 @@ def alias_make_default(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def reply_preference(request: HttpRequest) -> HttpResponse:
+def reply_preference(request: AuthenticatedRequest) -> HttpResponse:
     account = request.user
     account.reply_from_received_address = request.POST.get("reply_from_received_address") == "1"
     account.save(update_fields=["reply_from_received_address"])
@@ -347,7 +351,7 @@ def reply_preference(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def alias_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def alias_delete(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     alias = get_alias_for_user(request, pk)
     if request.method == "POST":
         with transaction.atomic():
@@ -361,7 +365,7 @@ def alias_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def alias_deliverability(request: HttpRequest, pk: int) -> HttpResponse:
+def alias_deliverability(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """SPF and DMARC for the alias's domain, per path; loaded lazily into the send-as list.
 
     The DNS answers come from a worker (deliverability_checks); until they are in, the partial
@@ -402,7 +406,7 @@ def alias_deliverability(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def srv_lookup(request: HttpRequest) -> HttpResponse:
+def srv_lookup(request: AuthenticatedRequest) -> HttpResponse:
     """Suggest the submission server an address's domain announces (RFC 6186)."""
     try:
         domain = domain_of(normalize_address(request.GET.get("address", "")))

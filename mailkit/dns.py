@@ -13,7 +13,8 @@ import dns.resolver
 
 
 class Resolver(Protocol):
-    def resolve(self, qname: str, rdtype: str, lifetime: float | None = None): ...
+    # lifetime by keyword: dnspython's third positional parameter is rdclass.
+    def resolve(self, qname: str, rdtype: str, *, lifetime: float | None = None): ...
 
 
 def default_resolver() -> Resolver:

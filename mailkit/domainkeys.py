@@ -52,13 +52,13 @@ class KeyPair:
 def generate(algorithm: Algorithm) -> KeyPair:
     """A new key pair for ``algorithm``."""
     if algorithm is Algorithm.RSA:
-        key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-        private = key.private_bytes(
+        rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+        private = rsa_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.TraditionalOpenSSL,  # PKCS#1, which dkimpy parses
             serialization.NoEncryption(),
         ).decode()
-        public = key.public_key().public_bytes(
+        public = rsa_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
         return KeyPair(private, base64.b64encode(public).decode())

@@ -12,7 +12,7 @@ import io
 import ssl
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import BinaryIO
+from typing import IO
 
 import aiosmtplib
 from django.conf import settings
@@ -61,7 +61,7 @@ class Outcome:
 
 # The message to send: bytes, or a file read from its start in chunks (big messages); None for
 # the connection test's probe.
-Data = bytes | BinaryIO | None
+Data = bytes | IO[bytes] | None
 
 
 class _Failure(Exception):
@@ -165,6 +165,7 @@ class Connection:
     async def transfer(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
         """Send one message (or, with ``data=None``, only probe MAIL FROM and reset)."""
         client, transcript = self.client, self.transcript
+        assert client is not None  # open() connected it
         try:
             transcript.append(f"C: MAIL FROM:<{mail_from}>")
             transcript.append(f"S: {_reply(await client.mail(mail_from))}")
@@ -203,6 +204,7 @@ class Connection:
         only refuse a sender these credentials may not use at RCPT, so a test that stopped after
         MAIL FROM would pass credentials that cannot send a single message."""
         client, transcript = self.client, self.transcript
+        assert client is not None  # open() connected it
         for rcpt in recipients:
             transcript.append(f"C: RCPT TO:<{rcpt}>")
             try:
@@ -316,7 +318,8 @@ class Sender:
                     "587), or implicit TLS on port 465."
                 )
             refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
-            if opening or not refused_only or self.connection.broken:
+            broken = self.connection is not None and self.connection.broken
+            if opening or not refused_only or broken:
                 await self.close()
                 if opening:
                     self.open_failure = outcome
@@ -368,7 +371,8 @@ async def run_session(
 ) -> Outcome:
     """Connect, secure, authenticate and send ``data`` (or only probe MAIL FROM when None)."""
     [outcome] = await send_many(target, [(mail_from, recipients or [], data)], deadline)
-    return outcome  # never None: there is no stop_at
+    assert outcome is not None  # there is no stop_at: every job gets an outcome
+    return outcome
 
 
 def _unwrapped(exc: Exception) -> Exception:

@@ -9,7 +9,7 @@ waiting for the socket to drain in between.
 from __future__ import annotations
 
 import re
-from typing import BinaryIO
+from typing import IO
 
 import aiosmtplib
 
@@ -47,7 +47,7 @@ class DotStuffer:
 
 
 async def send_data(
-    client: aiosmtplib.SMTP, body: BinaryIO, timeout: float | None
+    client: aiosmtplib.SMTP, body: IO[bytes], timeout: float | None
 ) -> aiosmtplib.SMTPResponse:
     """Send DATA with the message read from ``body`` (from its start).
 
@@ -55,7 +55,7 @@ async def send_data(
     against aiosmtplib 5.1); only the message is written in chunks.
     """
     protocol = client.protocol
-    if protocol is None:
+    if protocol is None or protocol._command_lock is None:  # noqa: SLF001 - set on connect
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
     body.seek(0)
     try:

@@ -25,7 +25,11 @@ class Broker(HealthCheck):
     def run(self) -> None:
         try:
             with current_app.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1, timeout=self.timeout.total_seconds())
+                connection.ensure_connection(
+                    max_retries=1,
+                    # kombu takes seconds as a float; celery-types says int.
+                    timeout=self.timeout.total_seconds(),  # type: ignore[arg-type]
+                )
         except Exception as exc:  # kombu raises its own and the transport's errors
             raise ServiceUnavailable("The broker does not accept connections.") from exc
 

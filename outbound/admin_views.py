@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, TypedDict
 
 from django import forms
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Min, OuterRef, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
-from directory.access import get_domain_for_admin
+from directory.access import AuthenticatedRequest, get_domain_for_admin
 from directory.models import Account, Domain
 from mailkit.paging import CappedCount, capped_counts, keyset_page
 from outbox.models import DeliveryAttempt, ManualRetry, Message
 from outbox.retry import retry_now
 
 from .routing import RouteKind
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 
 class DeliveryFilter(forms.Form):
@@ -49,7 +53,13 @@ def domain_messages(domain: Domain):
     return Message.objects.for_domain(domain)
 
 
-def deferred_with_last_server(domain: Domain) -> QuerySet[Message]:
+class _LastServer(TypedDict):
+    last_server: str | None
+
+
+def deferred_with_last_server(
+    domain: Domain,
+) -> QuerySet[WithAnnotations[Message, _LastServer]]:
     """The domain's deferred mail, each with the server its last attempt went to."""
     last_server = (
         DeliveryAttempt.objects.filter(message=OuterRef("pk")).order_by("-id").values("server")[:1]
@@ -117,7 +127,7 @@ def by_sender(domain: Domain, messages, text: str):
 
 
 @login_required
-def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
+def delivery_log(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     form = DeliveryFilter(request.GET or None)
     messages = (
@@ -162,7 +172,7 @@ def delivery_log(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def delivery_counters(request: HttpRequest, pk: int) -> HttpResponse:
+def delivery_counters(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """htmx partial, polled by the delivery log."""
     domain = get_domain_for_admin(request, pk)
     counters = queue_counters(domain, capped_counts(counted(domain)))
@@ -170,7 +180,7 @@ def delivery_counters(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def delivery_detail(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
+def delivery_detail(request: AuthenticatedRequest, pk: int, message_pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     message = get_object_or_404(domain_messages(domain), pk=message_pk)
     template = (
@@ -187,7 +197,7 @@ def delivery_detail(request: HttpRequest, pk: int, message_pk: int) -> HttpRespo
 
 @login_required
 @require_POST
-def delivery_retry(request: HttpRequest, pk: int) -> HttpResponse:
+def delivery_retry(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Retry now: the domain's deferred mail, or (with ``server``) what waits for one server."""
     domain = get_domain_for_admin(request, pk)
     if "server" in request.POST:
@@ -221,7 +231,7 @@ def delivery_retry(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def delivery_retry_message(request: HttpRequest, pk: int, message_pk: int) -> HttpResponse:
+def delivery_retry_message(request: AuthenticatedRequest, pk: int, message_pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     message = get_object_or_404(domain_messages(domain), pk=message_pk)
     if message.state != Message.State.DEFERRED:

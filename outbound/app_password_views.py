@@ -10,6 +10,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 
+from directory.access import AuthenticatedRequest
+
 from .credentials import create_app_password
 from .forms import AppPasswordForm
 from .models import AppPassword
@@ -26,7 +28,7 @@ SESSION_KEY = "new_app_password"
 
 @login_required
 @never_cache  # the page can show a new password: no browser or proxy may keep a copy
-def app_password_list(request: HttpRequest) -> HttpResponse:
+def app_password_list(request: AuthenticatedRequest) -> HttpResponse:
     form = AppPasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         created, password = create_app_password(request.user, form.cleaned_data["name"])
@@ -34,15 +36,15 @@ def app_password_list(request: HttpRequest) -> HttpResponse:
         return redirect("app_password_list")
     shown = request.session.pop(SESSION_KEY, None)
     app_passwords = AppPassword.objects.for_account(request.user)
-    created = app_passwords.filter(pk=shown["id"]).first() if shown else None
+    shown_password = app_passwords.filter(pk=shown["id"]).first() if shown else None
     return render(
         request,
         "outbound/app_passwords.html",
         {
             "form": form,
             "app_passwords": app_passwords,
-            "created": created,
-            "new_password": shown["password"] if created else None,
+            "created": shown_password,
+            "new_password": shown["password"] if shown_password else None,
             "submission_host": settings.SENDGATE_SUBMISSION_HOSTNAME,
             "submission_port": settings.SENDGATE_SUBMISSION_PORT,
         },
@@ -50,7 +52,7 @@ def app_password_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def app_password_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+def app_password_revoke(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     app_password = get_app_password_for_user(request, pk)
     if request.method == "POST":
         app_password.delete()

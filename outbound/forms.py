@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -34,7 +36,7 @@ class ComposeForm(forms.Form):
 
     def __init__(self, *args, addresses: list[tuple[str, str]], **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["from_address"].choices = [
+        cast(forms.ChoiceField, self.fields["from_address"]).choices = [
             (address, f"{name} <{address}>" if name else address) for address, name in addresses
         ]
 

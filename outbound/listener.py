@@ -252,13 +252,15 @@ class SubmissionSMTP(SMTP):
         if self.counted_ip is None:
             log.warning("submission: too many sessions from %s", _peer_ip(self.session))
             await self.push(_(TOO_MANY_FROM_IP))
-            self.transport.close()
+            if self.transport is not None:  # None once the client hung up
+                self.transport.close()
             return
         await super()._handle_client()
 
     async def refuse_for_account(self) -> None:
         await self.push(_(TOO_MANY_FOR_ACCOUNT))
-        self.transport.close()
+        if self.transport is not None:  # None once the client hung up
+            self.transport.close()
 
     async def smtp_DATA(self, arg: str) -> None:  # noqa: N802 - aiosmtpd's command hook
         """DATA into a temporary file (memory up to SPOOL_IN_MEMORY, then disk) instead of
@@ -268,6 +270,7 @@ class SubmissionSMTP(SMTP):
         """
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
+        assert self.envelope is not None  # _handle_client made it before reading commands
         if not self.envelope.rcpt_tos:
             await self.push("503 Error: need RCPT command")
             return
@@ -283,7 +286,8 @@ class SubmissionSMTP(SMTP):
                 self._set_post_data_state()
                 return
             spool.seek(0)
-            self.envelope.content = self.envelope.original_content = spool
+            # A file, not aiosmtpd's bytes: handle_DATA reads the message from it.
+            self.envelope.content = self.envelope.original_content = spool  # type: ignore[assignment]
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
             await self.push("250 OK" if status is MISSING else status)

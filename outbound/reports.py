@@ -26,7 +26,7 @@ def _status(reply: str, action: str) -> str:
     return "4.0.0" if action == "delayed" else "5.0.0"
 
 
-def build_report(original: Message, outcomes: dict[str, str], action: str) -> EmailMessage:
+def build_report(original: Message, outcomes: dict[str, str], action: str) -> MIMEMultipart:
     """A multipart/report for ``original``: ``outcomes`` maps each recipient to the last reply.
 
     ``action`` is "failed" (given up: RFC 3464 Action: failed) or "delayed" (still trying).
@@ -51,7 +51,7 @@ def build_report(original: Message, outcomes: dict[str, str], action: str) -> Em
     per_message = Block()
     per_message["Reporting-MTA"] = f"dns; {settings.SENDGATE_SMTP_HELO_NAME}"
     per_message["Arrival-Date"] = format_datetime(original.created_at)
-    blocks = [per_message]
+    blocks: list[Block | str] = [per_message]
     for rcpt, reply in outcomes.items():
         block = Block()
         block["Final-Recipient"] = f"rfc822; {rcpt}"

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from directory.access import AuthenticatedRequest
 from mailkit.paging import capped_count, keyset_page
 from outbox.models import ManualRetry, Message
 from outbox.retry import retry_now
@@ -25,7 +26,7 @@ def get_message_for_user(request: HttpRequest, pk: int) -> Message:
 
 
 @login_required
-def compose(request: HttpRequest) -> HttpResponse:
+def compose(request: AuthenticatedRequest) -> HttpResponse:
     default = request.user.aliases.filter(is_default=True, state="verified").first()
     form = ComposeForm(
         request.POST or None,
@@ -62,7 +63,7 @@ def compose(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def sent_list(request: HttpRequest) -> HttpResponse:
+def sent_list(request: AuthenticatedRequest) -> HttpResponse:
     sent = Message.objects.for_sender(request.user).only(
         "pk", "subject", "from_address", "recipients", "state", "last_route", "created_at"
     )
@@ -74,7 +75,7 @@ def sent_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def sent_detail(request: HttpRequest, pk: int) -> HttpResponse:
+def sent_detail(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     message = get_message_for_user(request, pk)
     template = (
         "outbound/partials/message_status.html" if request.htmx else "outbound/sent_detail.html"
@@ -84,7 +85,7 @@ def sent_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def sent_retry(request: HttpRequest, pk: int) -> HttpResponse:
+def sent_retry(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Try a deferred message again now instead of at its next scheduled attempt."""
     message = get_message_for_user(request, pk)
     if message.state != Message.State.DEFERRED:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.message import EmailMessage
+from email.mime.multipart import MIMEMultipart
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 
@@ -57,7 +58,9 @@ def build_notice(
     return notice
 
 
-def send_to_sender(account: Account, email: EmailMessage, to: list[str] | None = None) -> Message:
+def send_to_sender(
+    account: Account, email: EmailMessage | MIMEMultipart, to: list[str] | None = None
+) -> Message:
     """Queue Sendgate's own message (to the account unless ``to`` says otherwise). It leaves
     through the account's domain path with the null envelope sender, and as a REPORT it is not
     the account's sent mail."""

@@ -56,6 +56,7 @@ def send_invitation(account: Account, actor: Account | None, *, audit: bool = Tr
         raise DirectoryError(
             _("%(address)s is deactivated: reactivate it first.") % {"address": account.email}
         )
+    assert account.domain is not None  # invitations go to the accounts of a domain
     body = _(
         "Hello %(name)s,\n\n"
         "An account for %(address)s has been created for you on Sendgate, the mail service of "
@@ -97,6 +98,7 @@ def send_password_reset(account: Account, actor: Account | None = None) -> Messa
     with transaction.atomic():
         message = send_to_sender(account, notice)
         if actor is not None:
+            assert account.domain is not None  # an admin acts on the accounts of its domain
             AuditEvent.record(
                 account.domain, actor, AuditEvent.Action.PASSWORD_RESET_SENT, account.email
             )
@@ -331,7 +333,7 @@ def deactivate(account: Account, actor: Account | None) -> int:
             .filter(state__in=[Message.State.QUEUED, Message.State.DEFERRED])
             .update(state=Message.State.HELD)
         )
-        if changed:
+        if changed and domain is not None:  # the audit log is a domain's
             AuditEvent.record(
                 domain,
                 actor,
@@ -348,6 +350,7 @@ def reactivate(account: Account, actor: Account | None) -> bool:
     with transaction.atomic():
         changed = Account.objects.filter(pk=account.pk, is_active=False).update(is_active=True)
         if changed:
+            assert account.domain is not None  # an admin acts on the accounts of its domain
             AuditEvent.record(
                 account.domain, actor, AuditEvent.Action.ACCOUNT_REACTIVATED, account.email
             )
@@ -367,6 +370,7 @@ def release_held(account: Account, actor: Account | None) -> int:
             state=Message.State.QUEUED, next_attempt_at=timezone.now()
         )
         if ids:
+            assert account.domain is not None  # an admin acts on the accounts of its domain
             AuditEvent.record(
                 account.domain,
                 actor,
@@ -387,6 +391,7 @@ def discard_held(account: Account, actor: Account | None) -> int:
     with transaction.atomic():
         count = held_mail(account).update(state=Message.State.FAILED, last_reply=reply)
         if count:
+            assert account.domain is not None  # an admin acts on the accounts of its domain
             AuditEvent.record(
                 account.domain,
                 actor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 from celery import current_app
 from django.conf import settings
@@ -78,5 +79,5 @@ def make_due(messages: QuerySet[Message]) -> list[int]:
         size = settings.SENDGATE_BATCH_SIZE
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
-            transaction.on_commit(lambda c=chunk: current_app.send_task(BATCH_TASK, args=[c]))
+            transaction.on_commit(partial(current_app.send_task, BATCH_TASK, args=[chunk]))
     return ids

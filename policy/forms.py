@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
@@ -40,5 +42,8 @@ class AuditFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Empty: every OU.
         self.fields["unit"] = unit_field(_("OU"), domain_id, required=False)
-        self.fields["actor"].choices = [("", _("Every admin")), *actor_choices]
+        cast(forms.ChoiceField, self.fields["actor"]).choices = [
+            ("", _("Every admin")),
+            *actor_choices,
+        ]
         self.order_fields(["unit", "actor"])

@@ -67,8 +67,8 @@ def propagate(change_id: int, batch_size: int | None = None) -> None:
             event(log, "policy.propagation_superseded", change=change_id)
             return
         remaining = governed.filter(pk__gt=cursor)
-        upper = remaining.order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size]
-        upper = upper[0] if upper else None
+        last = remaining.order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size]
+        upper = last[0] if last else None
         batch = remaining if upper is None else remaining.filter(pk__lte=upper)
         with transaction.atomic():
             seen = batch_size if upper is not None else batch.count()

@@ -215,7 +215,7 @@ def set_unit_policy(
         if old == setting:
             return None
         if unit.is_root:
-            policy.allow_user_gateways = setting.allow
+            policy.allow_user_gateways = setting == Setting.ALLOW  # the top OU cannot inherit
         elif setting == Setting.INHERIT:
             UnitOverride.objects.filter(org_unit=unit).delete()
         else:
@@ -329,7 +329,8 @@ def move_account(account: Account, unit: OrgUnit, actor: Account | None = None) 
             actor,
             AuditEvent.Action.ACCOUNT_MOVED,
             account.email,
-            _("%(old)s → %(new)s") % {"old": paths.get(old_unit_id, "?"), "new": paths[unit.pk]},
+            _("%(old)s → %(new)s")
+            % {"old": paths.get(old_unit_id or 0, "?"), "new": paths[unit.pk]},
         )
     account.org_unit, account.gateways_allowed, account.policy_version = (
         unit,

@@ -11,7 +11,12 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from directory.access import get_domain_for_admin, get_unit_for_admin, require_domain_admin
+from directory.access import (
+    AuthenticatedRequest,
+    get_domain_for_admin,
+    get_unit_for_admin,
+    require_domain_admin,
+)
 from directory.models import Account, Domain
 from mailkit.paging import capped_count, keyset_page
 
@@ -21,7 +26,7 @@ from .service import current_policy, set_domain_policy, set_unit_policy, tree_br
 
 
 @login_required
-def domain_list(request: HttpRequest) -> HttpResponse:
+def domain_list(request: AuthenticatedRequest) -> HttpResponse:
     require_domain_admin(request)
     domains = (
         Domain.objects.for_admin(request.user)
@@ -42,7 +47,7 @@ def _saved_message(request: HttpRequest, change: PolicyChange | None) -> None:
 
 @login_required
 @require_POST
-def direct_delivery_tls(request: HttpRequest, pk: int) -> HttpResponse:
+def direct_delivery_tls(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Whether direct delivery to recipients' MX hosts may fall back to plaintext."""
     domain = get_domain_for_admin(request, pk)
     domain.require_tls_direct = request.POST.get("require_tls_direct") == "1"
@@ -52,7 +57,7 @@ def direct_delivery_tls(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
-def domain_policy(request: HttpRequest, pk: int) -> HttpResponse:
+def domain_policy(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     policy = current_policy(domain)
     if request.method == "POST":
@@ -87,7 +92,7 @@ def _int(value: str | None) -> int | None:
 
 @login_required
 @require_GET
-def policy_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+def policy_branch(request: AuthenticatedRequest, pk: int, unit_pk: int) -> HttpResponse:
     """htmx partial: one OU of the policy tree, opened on its sub-OUs or closed; or, with
     ``after``, the sub-OUs that follow that one."""
     unit = get_unit_for_admin(request, pk, unit_pk)
@@ -101,7 +106,7 @@ def policy_branch(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
 
 
 @login_required
-def unit_policy(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
+def unit_policy(request: AuthenticatedRequest, pk: int, unit_pk: int) -> HttpResponse:
     """GET: one OU's setting form (loaded on demand by the tree). POST: save its override.
 
     The root OU is saved through the domain form.
@@ -133,12 +138,10 @@ def unit_policy(request: HttpRequest, pk: int, unit_pk: int) -> HttpResponse:
 def progress_context(domain: Domain) -> dict:
     """The latest change, and any older one still running (a save elsewhere in the tree)."""
     latest = domain.policy_changes.first()
-    running = list(
-        domain.policy_changes.filter(finished_at__isnull=True, superseded=False).exclude(
-            pk=getattr(latest, "pk", None)
-        )
-    )
-    shown = ([latest] if latest else []) + running
+    running = domain.policy_changes.filter(finished_at__isnull=True, superseded=False)
+    if latest:
+        running = running.exclude(pk=latest.pk)
+    shown = ([latest] if latest else []) + list(running)
     return {
         "domain": domain,
         "progress_changes": shown,
@@ -147,7 +150,7 @@ def progress_context(domain: Domain) -> dict:
 
 
 @login_required
-def propagation_progress(request: HttpRequest, pk: int) -> HttpResponse:
+def propagation_progress(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """htmx partial: propagation progress; polling stops once everything has been applied."""
     domain = get_domain_for_admin(request, pk)
     return render(request, "policy/partials/progress.html", progress_context(domain))
@@ -158,7 +161,7 @@ RECENT_EVENTS = 50
 
 
 @login_required
-def audit_log(request: HttpRequest, pk: int) -> HttpResponse:
+def audit_log(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Every recorded change of the domain, newest first, filterable by OU and by admin."""
     domain = get_domain_for_admin(request, pk)
     actor_ids = domain.policy_changes.exclude(actor=None).values_list("actor", flat=True)

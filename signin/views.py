@@ -27,7 +27,7 @@ from django_otp import login as otp_login
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice
 
-from directory.access import get_domain_for_admin
+from directory.access import AuthenticatedRequest, get_domain_for_admin
 from directory.models import Account
 
 from . import lockout, passkeys, sessions, twostep
@@ -63,7 +63,7 @@ def login(request: HttpRequest) -> HttpResponse:
             # Not signed in yet: the session only remembers who passed the first step.
             request.session[PENDING_KEY] = {
                 "account": account.pk,
-                "backend": account.backend,
+                "backend": account.backend,  # type: ignore[attr-defined]  # set by authenticate(); not in the stubs
                 "next": next_url,
                 "at": time.time(),
             }
@@ -76,7 +76,7 @@ def login(request: HttpRequest) -> HttpResponse:
 @never_cache
 def login_verify(request: HttpRequest) -> HttpResponse:
     """The second step: a code from the authenticator app, or a recovery code."""
-    pending = request.session.get(PENDING_KEY)
+    pending = request.session.get(PENDING_KEY) or {}
     account = None
     if pending and time.time() - pending["at"] < PENDING_SECONDS:
         account = Account.objects.filter(pk=pending["account"], is_active=True).first()
@@ -91,7 +91,7 @@ def login_verify(request: HttpRequest) -> HttpResponse:
         device = twostep.verify_code(account, form.cleaned_data["code"])
         if device is not None:
             del request.session[PENDING_KEY]
-            account.backend = pending["backend"]
+            account.backend = pending["backend"]  # type: ignore[attr-defined]  # read by login(); not in the stubs
             return _complete_login(request, account, device, pending["next"])
         # Counts like a wrong password; at the limit axes answers with the lockout page.
         lockout.record_failed_code(request, account.email)
@@ -149,7 +149,7 @@ def logout(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def security(request: HttpRequest) -> HttpResponse:
+def security(request: AuthenticatedRequest) -> HttpResponse:
     account = request.user
     return render(
         request,
@@ -168,7 +168,7 @@ def security(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def two_step_start(request: HttpRequest) -> HttpResponse:
+def two_step_start(request: AuthenticatedRequest) -> HttpResponse:
     twostep.start_enrolment(request.user)
     return redirect("two_step_setup")
 
@@ -176,7 +176,7 @@ def two_step_start(request: HttpRequest) -> HttpResponse:
 @login_required
 @never_cache
 @sensitive_post_parameters("code")
-def two_step_setup(request: HttpRequest) -> HttpResponse:
+def two_step_setup(request: AuthenticatedRequest) -> HttpResponse:
     """The QR code and key of the new authenticator, and the first code that confirms it."""
     device = twostep.pending_enrolment(request.user)
     if device is None:
@@ -204,7 +204,7 @@ def two_step_setup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def recovery_codes(request: HttpRequest) -> HttpResponse:
+def recovery_codes(request: AuthenticatedRequest) -> HttpResponse:
     if not twostep.is_enrolled(request.user):
         return redirect("security")
     codes = twostep.new_recovery_codes(request.user)
@@ -222,7 +222,7 @@ def _show_recovery_codes(request: HttpRequest, codes: list[str]) -> HttpResponse
 @login_required
 @require_POST
 @sensitive_post_parameters("password")
-def two_step_off(request: HttpRequest) -> HttpResponse:
+def two_step_off(request: AuthenticatedRequest) -> HttpResponse:
     form = PasswordConfirmForm(request.POST, account=request.user)
     if not form.is_valid():
         messages.error(request, _("Two-step verification is still on: that is not your password."))
@@ -243,7 +243,7 @@ def two_step_off(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def passkey_remove(request: HttpRequest, pk: int) -> HttpResponse:
+def passkey_remove(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     passkey = get_object_or_404(passkeys.of(request.user), pk=pk)
     passkey.delete()
     messages.success(request, _("The passkey “%(name)s” is removed.") % {"name": passkey.name})
@@ -252,7 +252,7 @@ def passkey_remove(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def session_end(request: HttpRequest, pk: int) -> HttpResponse:
+def session_end(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     session = get_object_or_404(ConsoleSession.objects.for_account(request.user), pk=pk)
     if session.session_key == request.session.session_key:
         return logout(request)  # ending this browser's own session is signing out
@@ -263,7 +263,7 @@ def session_end(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
+def sign_out_everywhere(request: AuthenticatedRequest) -> HttpResponse:
     """End every session of the account, this one too."""
     sessions.end_others(request)
     return logout(request)
@@ -271,7 +271,7 @@ def sign_out_everywhere(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @sensitive_post_parameters()
-def password_change(request: HttpRequest) -> HttpResponse:
+def password_change(request: AuthenticatedRequest) -> HttpResponse:
     form = PasswordChangeForm(request.user, request.POST or None)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -296,7 +296,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-def domain_sign_in(request: HttpRequest, pk: int) -> HttpResponse:
+def domain_sign_in(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     domain = get_domain_for_admin(request, pk)
     if request.method == "POST":
         form = TwoStepRequirementForm(request.POST)
@@ -333,7 +333,7 @@ def domain_sign_in(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def domain_unlock(request: HttpRequest, pk: int) -> HttpResponse:
+def domain_unlock(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """Lift the lockout of one login name of this domain."""
     domain = get_domain_for_admin(request, pk)
     login = request.POST.get("login", "").strip().lower()

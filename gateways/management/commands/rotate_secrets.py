@@ -3,6 +3,8 @@ SENDGATE_SECRETS_KEYS."""
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models, transaction
 
@@ -20,7 +22,7 @@ ENCRYPTED = [
 def stored_key_ids(model: type[models.Model], field: str) -> dict[int, str]:
     """Which key each stored secret is under, read without decrypting anything."""
     table = connection.ops.quote_name(model._meta.db_table)
-    column = connection.ops.quote_name(model._meta.get_field(field).column)
+    column = connection.ops.quote_name(cast(models.Field, model._meta.get_field(field)).column)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id, {column} FROM {table} WHERE {column} <> ''")  # noqa: S608
         return {pk: token.partition(":")[0] for pk, token in cursor.fetchall()}
@@ -40,13 +42,13 @@ class Command(BaseCommand):
             for pk in stale:
                 with transaction.atomic():
                     try:  # loading the row decrypts its secret
-                        row = model.objects.select_for_update().filter(pk=pk).first()
+                        row = model._default_manager.select_for_update().filter(pk=pk).first()
                     except secrets.SecretUnreadable as exc:
                         raise CommandError(f"{what} {pk}: {exc}") from exc
                     if row is None:
                         continue  # deleted meanwhile
                     # Saving encrypts under the first key (EncryptedTextField.get_prep_value).
-                    model.objects.filter(pk=pk).update(**{field: getattr(row, field)})
+                    model._default_manager.filter(pk=pk).update(**{field: getattr(row, field)})
             left = sum(1 for k in stored_key_ids(model, field).values() if k != current)
             self.stdout.write(
                 f"Re-encrypted {len(stale)} {noun} under key {current!r}; "

@@ -140,8 +140,9 @@ class Command(BaseCommand):
         )
 
     def _move(self, options: dict) -> None:
-        account = self._account(options["address"])
-        unit = unit_by_path(account.domain, options["unit"])
+        domain = self._domain_of(options["address"])
+        account = account_of(domain, options["address"])
+        unit = unit_by_path(domain, options["unit"])
         moved = move_account(account, unit, self.actor)
         self.stdout.write(
             f"Moved {account.email} to {unit.path()}."
@@ -150,8 +151,8 @@ class Command(BaseCommand):
         )
 
     def _make_admin(self, options: dict) -> None:
-        account = self._account(options["address"])
-        domain = account.domain
+        domain = self._domain_of(options["address"])
+        account = account_of(domain, options["address"])
         if options["revoke"]:
             changed = revoke_admin(domain, account, self.actor)
             done, already = "is no longer", "was not"
