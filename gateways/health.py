@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from mailkit.smtp import run_session
 from outbox.notices import notify_gateway_paused
 
+from .connection_test import probe
 from .models import SendAsAlias, SmtpServer
 
 
@@ -37,9 +36,11 @@ def retest(server_id: int) -> None:
     if alias is None:
         return  # deleted meanwhile
     server = alias.smtp_server
-    outcome = asyncio.run(run_session(server.target(), mail_from=alias.address))
+    outcome = probe(server, alias.address)
     SmtpServer.objects.filter(pk=server_id).update(
         last_tested_at=timezone.now(), last_test_summary=outcome.reply or outcome.error
     )
     if outcome.auth_failed and SmtpServer.pause_if_running(server_id, outcome.error):
-        notify_gateway_paused(alias.account, alias.address, outcome.error)
+        notify_gateway_paused(
+            alias.account, alias.address, outcome.error, signed_in=server.uses_oauth
+        )

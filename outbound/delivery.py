@@ -19,8 +19,9 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from gateways import tokens
 from gateways.models import SendAsAlias, SmtpServer
-from mailkit import dns
+from mailkit import dns, oauth
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, run_session
 from outbox import notices
 from outbox.models import DeliveryAttempt, Message
@@ -109,12 +110,14 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
         Message.objects.select_related("account__domain").filter(pk__in=claimed).order_by("pk")
     )  # a message deleted meanwhile is simply not here
     routes = routes_for(messages)
+    servers = SmtpServer.objects.in_bulk({r.server_id for r in routes.values() if r.server_id})
     by_server: dict[int, list[Message]] = defaultdict(list)
     budget_ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
     for message in messages:
         route = routes[message.pk]
         if route.hold:
-            _record([(message, [("", message.pending_recipients, _held(message))])], routes)
+            held = _held(message, servers[route.server_id].uses_oauth)
+            _record([(message, [("", message.pending_recipients, held)])], routes)
         elif route.kind == RouteKind.DIRECT_MX:
             if time.monotonic() >= budget_ends:
                 _release([message.pk])  # out of time: the next batch takes it
@@ -122,17 +125,34 @@ def deliver_batch(message_ids: list[int], resolver: dns.Resolver | None = None) 
                 _record([(message, _send_direct(route, message, resolver))], routes)
         else:
             by_server[route.server_id].append(message)
-    servers = SmtpServer.objects.in_bulk(list(by_server))
     by_target: dict[Target, list[Message]] = defaultdict(list)
+    cached_tokens: set[int] = set()  # OAuth servers dialled with a token not renewed just now
     for server_id, server_messages in by_server.items():
+        server = servers[server_id]
+        try:
+            target, renewed = tokens.dial_target(server)
+        except oauth.TokenError as exc:
+            # No token, no session: a revoked sign-in pauses the gateway like a refused
+            # password; an unreachable token endpoint is a temporary failure.
+            failure = Outcome(ok=False, error=exc.message, auth_failed=exc.revoked)
+            _record(
+                [(m, [(str(server), m.pending_recipients, failure)]) for m in server_messages],
+                routes,
+            )
+            continue
+        if server.uses_oauth and not renewed:
+            cached_tokens.add(server_id)
         # Same host, port, security and credentials: one connection, whoever's alias it is.
-        by_target[servers[server_id].target()].extend(server_messages)
+        by_target[target].extend(server_messages)
     if by_target:
-        _send_through_servers(by_target, routes, budget_ends)
+        _send_through_servers(by_target, routes, budget_ends, cached_tokens)
 
 
 def _send_through_servers(
-    by_target: dict[Target, list[Message]], routes: dict[int, Route], budget_ends: float
+    by_target: dict[Target, list[Message]],
+    routes: dict[int, Route],
+    budget_ends: float,
+    cached_tokens: set[int],
 ) -> None:
     """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
@@ -176,7 +196,7 @@ def _send_through_servers(
                         done.append(
                             (message, [(target.label, message.pending_recipients, outcome)])
                         )
-            _record(done, routes)
+            _record(done, routes, cached_tokens)
             if not_started:
                 _release(not_started)
     finally:
@@ -184,10 +204,25 @@ def _send_through_servers(
         loop.close()
 
 
-def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
-    """Save attempts and outcomes of finished messages, with any reports, in one transaction."""
+def _record(
+    done: list[tuple[Message, Results]],
+    routes: dict[int, Route],
+    cached_tokens: set[int] | frozenset[int] = frozenset(),
+) -> None:
+    """Save attempts and outcomes of finished messages, with any reports, in one transaction.
+
+    A user gateway that refused its credentials is paused, unless it refused an OAuth access
+    token from the cache: that token is dropped and the message is due again at once, so the
+    next attempt signs in with a renewed one (a renewed token refused pauses the gateway).
+    """
     if not done:
         return
+    retry_with_new_token = {
+        message.pk
+        for message, results in done
+        if routes[message.pk].server_id in cached_tokens
+        and any(o.auth_failed for _l, _r, o in results)
+    }
     attempts = [
         _attempt(message, routes[message.pk], label, outcome)
         for message, results in done
@@ -197,6 +232,9 @@ def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> No
     with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
         DeliveryAttempt.objects.bulk_create(attempts)
         due_reports = [_settle(m, routes[m.pk], results) for m, results in done]
+        for message, _results in done:
+            if message.pk in retry_with_new_token and message.state == Message.State.DEFERRED:
+                message.next_attempt_at = timezone.now()
         _save_settled([m for m, _results in done])
         for (message, _results), notice in zip(done, due_reports, strict=True):
             if notice is not None:
@@ -205,7 +243,10 @@ def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> No
             route = routes[message.pk]
             failed_auth = [o for _l, _r, o in results if o.auth_failed]
             if route.kind == RouteKind.USER_GATEWAY and failed_auth:
-                _pause_gateway(route.server_id, message, failed_auth[0].error)
+                if message.pk in retry_with_new_token:
+                    tokens.expire_access_token(route.server_id)
+                else:
+                    _pause_gateway(route.server_id, message, failed_auth[0].error)
 
 
 def _release(message_ids: list[int]) -> None:
@@ -233,15 +274,18 @@ def _save_settled(messages: list[Message]) -> None:
         cursor.executemany(sql, rows)
 
 
-def _held(message: Message) -> Outcome:
-    return Outcome(
-        ok=False,
-        error=_(
-            "Waiting: your SMTP server for %(address)s is paused because it refused the password. "
-            "Update the password to resume."
+def _held(message: Message, signed_in: bool) -> Outcome:
+    if signed_in:
+        error = _(
+            "Waiting: your SMTP server for %(address)s is paused because its sign-in stopped "
+            "working. Sign in again to resume."
         )
-        % {"address": message.from_address},
-    )
+    else:
+        error = _(
+            "Waiting: your SMTP server for %(address)s is paused because it refused the "
+            "password. Update the password to resume."
+        )
+    return Outcome(ok=False, error=error % {"address": message.from_address})
 
 
 def _send_direct(route: Route, message: Message, resolver: dns.Resolver | None) -> Results:
@@ -304,7 +348,23 @@ def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> D
 def _pause_gateway(server_id: int, message: Message, reason: str) -> None:
     """Stop using a user's gateway that refused its credentials, and tell its owner once."""
     if SmtpServer.pause_if_running(server_id, reason):
-        notices.notify_gateway_paused(message.account, message.from_address, reason)
+        signed_in = SmtpServer.objects.filter(pk=server_id).exclude(oauth_provider="").exists()
+        notices.notify_gateway_paused(
+            message.account, message.from_address, reason, signed_in=signed_in
+        )
+
+
+def release_held(account_id: int, from_address: str) -> list[int]:
+    """Make the waiting mail sent as ``from_address`` due now (its gateway works again); return
+    the ids for the caller to wake a worker with."""
+    waiting = Message.objects.filter(
+        account_id=account_id, from_address=from_address, state=Message.State.DEFERRED
+    )
+    ids = list(waiting.values_list("pk", flat=True))
+    Message.objects.filter(pk__in=ids, state=Message.State.DEFERRED).update(
+        next_attempt_at=timezone.now()
+    )
+    return ids
 
 
 @dataclass

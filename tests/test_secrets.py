@@ -59,7 +59,7 @@ def test_rotate_secrets_moves_every_password_to_the_new_key(db, settings, keys):
     settings.SENDGATE_SECRETS_KEYS = f"new:{new},old:{old}"
     out = StringIO()
     call_command("rotate_secrets", stdout=out)
-    assert "Re-encrypted 3 password(s) under key 'new'; 0 stored under another key." in (
+    assert "Re-encrypted 3 secret(s) under key 'new'; 0 stored under another key." in (
         out.getvalue()
     )
 
@@ -76,3 +76,29 @@ def test_rotate_secrets_stops_on_a_password_no_configured_key_can_read(db, setti
     settings.SENDGATE_SECRETS_KEYS = f"new:{new}"  # old key removed too early
     with pytest.raises(CommandError, match="'old', which is not configured"):
         call_command("rotate_secrets")
+
+
+def test_rotate_secrets_moves_oauth_tokens_to_the_new_key_too(db, settings, keys):
+    from datetime import UTC, datetime
+
+    from django.core.management import call_command
+
+    from mailkit.oauth import Tokens
+
+    old, new = keys
+    server = SmtpServer(host="smtp.partner.org", username="ann@partner.org")
+    server.sign_in("generic", Tokens("access-1", "refresh-1", datetime.now(tz=UTC)))
+    server.save()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT oauth_refresh_token, oauth_access_token FROM gateways_smtpserver WHERE id = %s",
+            [server.pk],
+        )
+        stored = cursor.fetchone()
+    assert all(value.startswith("old:") and "-1" not in value for value in stored)
+
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new},old:{old}"
+    call_command("rotate_secrets", stdout=None)
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new}"
+    server = SmtpServer.objects.get(pk=server.pk)
+    assert (server.oauth_refresh_token, server.oauth_access_token) == ("refresh-1", "access-1")
