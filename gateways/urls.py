@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import oauth_views, views
 
 urlpatterns = [
     path("settings/send-as/", views.alias_list, name="alias_list"),
@@ -16,4 +16,10 @@ urlpatterns = [
         name="alias_deliverability",
     ),
     path("settings/send-as/srv/", views.srv_lookup, name="srv_lookup"),
+    path(
+        "settings/send-as/<int:pk>/sign-in/<slug:provider>/",
+        oauth_views.alias_sign_in,
+        name="alias_sign_in",
+    ),
+    path("settings/send-as/oauth/callback/", oauth_views.oauth_callback, name="oauth_callback"),
 ]

@@ -25,6 +25,7 @@ from .access import get_alias_for_user
 from .connection_test import TooManyTests, run_connection_test
 from .forms import AliasForm, ConfirmAliasForm, SmtpServerForm
 from .models import SendAsAlias, SmtpServer
+from .oauth_views import begin_sign_in, provider_choices
 
 
 def _server_form(request: HttpRequest, server: SmtpServer | None = None) -> SmtpServerForm | None:
@@ -55,12 +56,18 @@ def alias_list(request: HttpRequest) -> HttpResponse:
     transcript: list[str] = []
     form = AliasForm(request.POST or None, account=account)
     server_form = _server_form(request)
+    providers = provider_choices(account)
     if (
         request.method == "POST"
         and form.is_valid()
         and (server_form is None or server_form.is_valid())
     ):
         alias = form.alias()
+        sign_in = request.POST.get("sign_in", "")
+        if sign_in and sign_in in dict(providers):
+            # "Add and sign in with …": the alias first, its server after the consent page.
+            _create_alias(alias, None)
+            return begin_sign_in(request, alias, sign_in)
         server = server_form.server() if server_form else None
         if server is None or _tested(request, server_form, server, alias.address, transcript):
             _create_alias(alias, server)
@@ -81,6 +88,7 @@ def alias_list(request: HttpRequest) -> HttpResponse:
             "server_form": server_form,
             "aliases": account.aliases.select_related("smtp_server"),
             "transcript": transcript,
+            "oauth_providers": providers,
         },
     )
 
@@ -177,7 +185,13 @@ def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "gateways/alias_edit.html",
-        {"alias": alias, "form": form, "server_form": server_form, "transcript": transcript},
+        {
+            "alias": alias,
+            "form": form,
+            "server_form": server_form,
+            "transcript": transcript,
+            "oauth_providers": provider_choices(request.user),
+        },
     )
 
 

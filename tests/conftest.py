@@ -390,3 +390,50 @@ def start_submission(transactional_db, settings, pki: Pki) -> Iterator:
 @pytest.fixture
 def submission_server(start_submission) -> Submission:
     return start_submission()
+
+
+# --- OAuth 2.0: a local authorization server and an SMTP server that checks its tokens -----------
+
+
+@dataclass
+class OAuthWorld:
+    auth: object  # tests.oauth_peers.AuthorizationServer
+    smtp: object  # tests.oauth_peers.TokenCheckingHandler
+    smtp_port: int
+
+    def env(self) -> dict[str, str]:
+        """The provider settings, for worker processes."""
+        return {
+            name: str(getattr(django_settings, name))
+            for name in dir(django_settings)
+            if name.startswith("SENDGATE_OAUTH_GENERIC_")
+        }
+
+
+@pytest.fixture
+def oauth_world(settings, trust_test_ca, pki: Pki) -> Iterator[OAuthWorld]:
+    """The operator configured a generic provider pointing at a local authorization server, whose
+    SMTP server takes only XOAUTH2 with the tokens that authorization server issued."""
+    from .oauth_peers import (
+        CLIENT_ID,
+        CLIENT_SECRET,
+        start_authorization_server,
+        start_token_smtp,
+    )
+
+    auth, httpd = start_authorization_server(pki.server_context)
+    port = free_port()
+    controller, handler = start_token_smtp(port=port, tls=pki.server_context, auth=auth)
+    settings.SENDGATE_OAUTH_GENERIC_NAME = "Test Mail"
+    settings.SENDGATE_OAUTH_GENERIC_CLIENT_ID = CLIENT_ID
+    settings.SENDGATE_OAUTH_GENERIC_CLIENT_SECRET = CLIENT_SECRET
+    settings.SENDGATE_OAUTH_GENERIC_AUTHORIZE_URL = f"{auth.url}/authorize"
+    settings.SENDGATE_OAUTH_GENERIC_TOKEN_URL = f"{auth.url}/token"
+    settings.SENDGATE_OAUTH_GENERIC_SCOPE = "smtp.send offline_access"
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_HOST = "localhost"
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_PORT = port
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_SECURITY = "starttls"
+    yield OAuthWorld(auth=auth, smtp=handler, smtp_port=port)
+    controller.stop()
+    httpd.shutdown()
+    httpd.server_close()

@@ -1,0 +1,159 @@
+"""Sign in with Microsoft, Google (or the operator's own provider) for an alias's SMTP server.
+
+The flow is bound to the user's session: ``start`` keeps the state, alias and PKCE verifier there;
+the callback accepts only a state from that session (used once, for a limited time), re-reads the
+alias through the access helper (another user's alias is a 404), trades the code for tokens, runs
+the same connection test as a password server, and saves only what passed it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_POST
+
+from mailkit import oauth
+from outbound.delivery import release_held
+from outbound.tasks import deliver_messages
+
+from .access import get_alias_for_user
+from .connection_test import TooManyTests, run_connection_test
+from .models import SendAsAlias, SmtpServer
+
+SESSION_KEY = "sendgate_oauth_pending"
+FLOW_SECONDS = 600  # a consent page left open longer than this must be started again
+MAX_PENDING = 5
+
+
+def provider_choices(account) -> list[tuple[str, str]]:
+    """(key, name) of the sign-in buttons to show, only where per-user gateways are allowed."""
+    if not account.gateways_allowed:
+        return []
+    return [(p.key, p.name) for p in oauth.configured_providers().values()]
+
+
+def redirect_uri() -> str:
+    """The one callback URL the operator registers with every provider."""
+    return settings.SENDGATE_CONSOLE_URL.rstrip("/") + reverse("oauth_callback")
+
+
+def begin_sign_in(request: HttpRequest, alias: SendAsAlias, provider_key: str) -> HttpResponse:
+    """Send the user to the provider's consent page for ``alias``."""
+    provider = oauth.configured_providers().get(provider_key)
+    if provider is None or not request.user.gateways_allowed:
+        raise Http404
+    server = alias.smtp_server
+    mailbox = server.username if server and server.uses_oauth else alias.address
+    consent = oauth.start_consent(provider, redirect_uri(), login_hint=mailbox)
+    pending = {
+        state: flow
+        for state, flow in request.session.get(SESSION_KEY, {}).items()
+        if time.time() - flow["started"] < FLOW_SECONDS
+    }
+    pending[consent.state] = {
+        "alias": alias.pk,
+        "provider": provider.key,
+        "verifier": consent.code_verifier,
+        "mailbox": mailbox,
+        "started": time.time(),
+    }
+    request.session[SESSION_KEY] = dict(list(pending.items())[-MAX_PENDING:])
+    return redirect(consent.url)
+
+
+@login_required
+@require_POST
+def alias_sign_in(request: HttpRequest, pk: int, provider: str) -> HttpResponse:
+    return begin_sign_in(request, get_alias_for_user(request, pk), provider)
+
+
+@login_required
+def oauth_callback(request: HttpRequest) -> HttpResponse:
+    pending = request.session.get(SESSION_KEY, {})
+    flow = pending.pop(request.GET.get("state", ""), None)  # a state works once
+    request.session[SESSION_KEY] = pending
+    if flow is None or time.time() - flow["started"] > FLOW_SECONDS:
+        return render(request, "gateways/oauth_failed.html", status=400)
+    alias = get_alias_for_user(request, flow["alias"])
+    edit = redirect("alias_edit", pk=alias.pk)
+    if request.GET.get("error"):
+        messages.error(
+            request,
+            _("The sign-in was not completed: %(reason)s")
+            % {"reason": request.GET.get("error_description") or request.GET["error"]},
+        )
+        return edit
+    provider = oauth.configured_providers().get(flow["provider"])
+    if provider is None or not request.user.gateways_allowed:
+        raise Http404
+    try:
+        tokens = oauth.exchange_code(
+            provider, redirect_uri(), request.GET.get("code", ""), flow["verifier"]
+        )
+    except oauth.TokenError as exc:
+        messages.error(request, exc.message)
+        return edit
+    # Test an unsaved copy: a server that fails keeps whatever it had before.
+    candidate = SmtpServer(
+        host=provider.smtp_host,
+        port=provider.smtp_port,
+        security=provider.smtp_security.value,
+        username=flow["mailbox"],
+    )
+    candidate.sign_in(provider.key, tokens)
+    try:
+        outcome = run_connection_test(request.user, candidate, alias.address)
+    except TooManyTests:
+        messages.error(request, _("Too many connection tests in the last hour. Try again later."))
+        return edit
+    if not outcome.ok:
+        return render(
+            request,
+            "gateways/oauth_failed.html",
+            {"alias": alias, "error": outcome.error, "transcript": outcome.transcript},
+        )
+    held = _connect(alias, candidate)
+    messages.success(
+        request,
+        _("%(address)s now sends through %(host)s, signed in with %(provider)s.")
+        % {"address": alias.address, "host": candidate.host, "provider": provider.name},
+    )
+    if held:  # the mail that waited goes out now, not at its next retry
+        deliver_messages.delay(held)
+    if not alias.is_verified:
+        return redirect("alias_confirm", pk=alias.pk)
+    return redirect("alias_list")
+
+
+def _connect(alias: SendAsAlias, tested: SmtpServer) -> list[int]:
+    """Save the tested server on the alias (ending any pause); return the waiting mail's ids."""
+    with transaction.atomic():
+        server = alias.smtp_server or SmtpServer()
+        for name in (
+            "host",
+            "port",
+            "security",
+            "username",
+            "password",
+            "oauth_provider",
+            "oauth_refresh_token",
+            "oauth_access_token",
+            "oauth_expires_at",
+            "last_test_ok",
+            "last_tested_at",
+            "last_test_summary",
+        ):
+            setattr(server, name, getattr(tested, name))
+        server.resume()
+        server.save()
+        alias.smtp_server = server
+        alias.save(update_fields=["smtp_server"])
+        return release_held(alias.account_id, alias.address)
