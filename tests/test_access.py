@@ -37,6 +37,7 @@ def id_pages(people, alias, message) -> list[tuple[str, str]]:
         ("get", reverse("alias_edit", args=[alias.pk])),
         ("post", reverse("alias_edit", args=[alias.pk])),
         ("post", reverse("alias_make_default", args=[alias.pk])),
+        ("post", reverse("alias_sign_in", args=[alias.pk, "generic"])),
         ("get", reverse("sent_detail", args=[message.pk])),
         ("get", reverse("domain_policy", args=[people.domain.pk])),
         ("post", reverse("domain_policy", args=[people.domain.pk])),

@@ -390,3 +390,27 @@ def test_smtp_auth_with_a_token_by_either_mechanism(oauth_world, pki, mechanism)
         assert handler.attempts == [(mechanism, "ann@partner.org")] * 2
     finally:
         controller.stop()
+
+
+def test_an_anonymous_callback_is_sent_to_login(client, db):
+    response = client.get(reverse("oauth_callback") + "?state=x&code=y")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def test_a_half_configured_provider_fails_the_system_check(settings):
+    from django.core.checks import run_checks
+
+    settings.SENDGATE_OAUTH_GOOGLE_CLIENT_ID = "id.apps.googleusercontent.com"
+    settings.SENDGATE_OAUTH_GOOGLE_CLIENT_SECRET = ""
+    settings.SENDGATE_OAUTH_GENERIC_CLIENT_ID = "sendgate"
+    settings.SENDGATE_OAUTH_GENERIC_CLIENT_SECRET = "s"
+    settings.SENDGATE_OAUTH_GENERIC_TOKEN_URL = "http://login.example.net/token"
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_SECURITY = "none"
+    messages = [e.msg for e in run_checks() if e.id.startswith("sendgate.")]
+    assert (
+        "SENDGATE_OAUTH_GOOGLE_CLIENT_ID is set but SENDGATE_OAUTH_GOOGLE_CLIENT_SECRET is empty."
+        in messages
+    )
+    assert any("needs SENDGATE_OAUTH_GENERIC_NAME" in m and "AUTHORIZE_URL" in m for m in messages)
+    assert "SENDGATE_OAUTH_GENERIC_TOKEN_URL must be an https:// URL." in messages
+    assert "SENDGATE_OAUTH_GENERIC_SMTP_SECURITY must be starttls or tls." in messages
