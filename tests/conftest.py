@@ -403,10 +403,13 @@ class OAuthWorld:
 
     def env(self) -> dict[str, str]:
         """The provider settings, for worker processes."""
+        names = ["NAME", "CLIENT_ID", "CLIENT_SECRET", "AUTHORIZE_URL", "TOKEN_URL", "SCOPE"]
+        names += ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY"]
         return {
-            name: str(getattr(django_settings, name))
-            for name in dir(django_settings)
-            if name.startswith("SENDGATE_OAUTH_GENERIC_")
+            f"SENDGATE_OAUTH_GENERIC_{n}": str(
+                getattr(django_settings, f"SENDGATE_OAUTH_GENERIC_{n}")
+            )
+            for n in names
         }
 
 
