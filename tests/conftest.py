@@ -440,3 +440,50 @@ def oauth_world(settings, trust_test_ca, pki: Pki) -> Iterator[OAuthWorld]:
     controller.stop()
     httpd.shutdown()
     httpd.server_close()
+
+
+@dataclass
+class PostfixWorld:
+    oauth: OAuthWorld
+    stack: object  # tests.mail_stack.MailStack
+    relayed: RecordingHandler  # what Postfix passed on
+
+
+@pytest.fixture
+def postfix_oauth(oauth_world, settings, pki: Pki) -> Iterator[PostfixWorld]:
+    """Postfix with Dovecot SASL (oauth2 passdb, introspecting at the test authorization server)
+    as the provider's SMTP server; it relays what it accepts to a recording sink."""
+    import shutil
+    import tempfile
+
+    from aiosmtpd.controller import Controller
+
+    from . import mail_stack
+
+    reason = mail_stack.available()
+    if reason:
+        missing(reason)
+    relayed = RecordingHandler()
+    sink = Controller(relayed, hostname="127.0.0.1", port=free_port())
+    sink.start()
+    # Not under pytest's tmp_path: its parents are private to root, and Dovecot's and Postfix's
+    # own users must reach the sockets and files.
+    root = Path(tempfile.mkdtemp(prefix="sendgate-mailstack-"))
+    try:
+        stack = mail_stack.start(
+            root,
+            port=free_port(),
+            sink_port=sink.port,
+            introspection_url=f"{oauth_world.auth.url}/introspect",
+            ca_file=pki.ca_file,
+            pki=pki,
+        )
+    except RuntimeError as exc:
+        sink.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(str(exc))
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_PORT = stack.port
+    yield PostfixWorld(oauth=oauth_world, stack=stack, relayed=relayed)
+    stack.stop()
+    sink.stop()
+    shutil.rmtree(root, ignore_errors=True)

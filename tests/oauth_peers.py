@@ -45,7 +45,7 @@ class AuthorizationServer:
     rotate_refresh_tokens: bool = True
     codes: dict[str, Grant] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # token -> login hint
-    access_tokens: dict[str, float] = field(default_factory=dict)  # token -> expires at
+    access_tokens: dict[str, tuple[float, str]] = field(default_factory=dict)  # -> (expiry, who)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     consents: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,7 +98,7 @@ class AuthorizationServer:
 
     def _issue(self, who: str, new_refresh: bool) -> dict:
         access = "at-" + secrets.token_urlsafe(24)
-        self.access_tokens[access] = time.time() + self.expires_in
+        self.access_tokens[access] = (time.time() + self.expires_in, who)
         answer = {"access_token": access, "token_type": "Bearer", "expires_in": self.expires_in}
         if new_refresh:
             refresh = "rt-" + secrets.token_urlsafe(24)
@@ -109,8 +109,13 @@ class AuthorizationServer:
     # --- what tests do to it -------------------------------------------------------------------
 
     def accepts(self, access_token: str) -> bool:
+        return self.holder(access_token) is not None
+
+    def holder(self, access_token: str) -> str | None:
+        """Whose token this is, while it is valid (RFC 7662 introspection)."""
         with self.lock:
-            return self.access_tokens.get(access_token, 0) > time.time()
+            expiry, who = self.access_tokens.get(access_token, (0.0, ""))
+        return who if expiry > time.time() else None
 
     def revoke_everything(self) -> None:
         """The user removed the app's access at the provider: no token works any more."""
@@ -172,10 +177,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server hook
         length = int(self.headers.get("Content-Length", 0))
         form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-        if urlsplit(self.path).path != "/token":
+        path = urlsplit(self.path).path
+        if path == "/token":
+            status, answer = self.auth.token(form)
+        elif path == "/introspect":  # for Dovecot's oauth2 passdb
+            who = self.auth.holder(form.get("token", ""))
+            status, answer = 200, {"active": who is not None, "username": who or ""}
+        else:
             self.send_error(404)
             return
-        status, answer = self.auth.token(form)
         body = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
