@@ -43,6 +43,7 @@ class AuthorizationServer:
 
     expires_in: int = 3600
     rotate_refresh_tokens: bool = True
+    token_delay: float = 0.0  # seconds the token endpoint takes (to make calls overlap)
     codes: dict[str, Grant] = field(default_factory=dict)
     refresh_tokens: dict[str, str] = field(default_factory=dict)  # token -> login hint
     access_tokens: dict[str, tuple[float, str]] = field(default_factory=dict)  # -> (expiry, who)
@@ -73,6 +74,7 @@ class AuthorizationServer:
 
     def token(self, form: dict[str, str]) -> tuple[int, dict]:
         self.token_requests.append(form)
+        time.sleep(self.token_delay)
         if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
             return 401, {"error": "invalid_client"}
         with self.lock:

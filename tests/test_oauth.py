@@ -414,3 +414,46 @@ def test_a_half_configured_provider_fails_the_system_check(settings):
     assert any("needs SENDGATE_OAUTH_GENERIC_NAME" in m and "AUTHORIZE_URL" in m for m in messages)
     assert "SENDGATE_OAUTH_GENERIC_TOKEN_URL must be an https:// URL." in messages
     assert "SENDGATE_OAUTH_GENERIC_SMTP_SECURITY must be starttls or tls." in messages
+
+
+def test_two_workers_renewing_at_once_use_one_rotated_refresh_token(transactional_db, oauth_world):
+    """The provider rotates refresh tokens: were both to renew with the same one, the second
+    would get invalid_grant and pause a working gateway. The row lock makes the second wait and
+    take the first one's token."""
+    import threading
+
+    from django.db import connections
+
+    from gateways import tokens
+    from mailkit import oauth
+
+    provider = oauth.configured_providers()["generic"]
+    code_grant = oauth_world.auth._issue("ann@partner.org", new_refresh=True)
+    server = SmtpServer(host="localhost", port=oauth_world.smtp_port, username="ann@partner.org")
+    server.sign_in(
+        "generic",
+        oauth.Tokens(code_grant["access_token"], code_grant["refresh_token"], timezone.now()),
+    )
+    server.save()
+    assert provider.key == "generic"
+    oauth_world.auth.token_delay = 0.5
+    outcomes: list[object] = []
+
+    def renew() -> None:
+        try:
+            copy = SmtpServer.objects.get(pk=server.pk)
+            outcomes.append(tokens.ensure_fresh_token(copy))
+        except Exception as exc:  # noqa: BLE001 - recorded for the assertion
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=renew) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes, key=str) == [False, True]  # one renewed, the other used its token
+    assert oauth_world.auth.refreshes() == 1
+    fresh = SmtpServer.objects.get(pk=server.pk)
+    assert oauth_world.auth.accepts(fresh.oauth_access_token)
