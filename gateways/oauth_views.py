@@ -13,6 +13,7 @@ import time
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -21,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from mailkit import oauth
+from mailkit.addresses import normalize_address
 from outbound.delivery import release_held
 from outbound.tasks import deliver_messages
 
@@ -45,13 +47,15 @@ def redirect_uri() -> str:
     return settings.SENDGATE_CONSOLE_URL.rstrip("/") + reverse("oauth_callback")
 
 
-def begin_sign_in(request: HttpRequest, alias: SendAsAlias, provider_key: str) -> HttpResponse:
-    """Send the user to the provider's consent page for ``alias``."""
+def begin_sign_in(
+    request: HttpRequest, alias: SendAsAlias, provider_key: str, mailbox: str = ""
+) -> HttpResponse:
+    """Send the user to the provider's consent page for ``alias``, to sign in as ``mailbox``
+    (the alias address when empty: a shared mailbox is sent as by a person's own sign-in)."""
     provider = oauth.configured_providers().get(provider_key)
     if provider is None or not request.user.gateways_allowed:
         raise Http404
-    server = alias.smtp_server
-    mailbox = server.username if server and server.uses_oauth else alias.address
+    mailbox = mailbox or alias.address
     consent = oauth.start_consent(provider, redirect_uri(), login_hint=mailbox)
     pending = {
         state: flow
@@ -72,7 +76,17 @@ def begin_sign_in(request: HttpRequest, alias: SendAsAlias, provider_key: str) -
 @login_required
 @require_POST
 def alias_sign_in(request: HttpRequest, pk: int, provider: str) -> HttpResponse:
-    return begin_sign_in(request, get_alias_for_user(request, pk), provider)
+    alias = get_alias_for_user(request, pk)
+    typed = request.POST.get("mailbox", "").strip()
+    try:
+        mailbox = normalize_address(typed) if typed else ""
+    except ValidationError as exc:
+        messages.error(
+            request,
+            _("The mailbox to sign in with is not valid: %(reason)s") % {"reason": exc.messages[0]},
+        )
+        return redirect("alias_edit", pk=alias.pk)
+    return begin_sign_in(request, alias, provider, mailbox)
 
 
 @login_required

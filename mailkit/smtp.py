@@ -212,8 +212,9 @@ class Connection:
 async def _auth_oauthbearer(client: aiosmtplib.SMTP, target: Target) -> aiosmtplib.SMTPResponse:
     """RFC 7628: a GS2 header and key/value pairs separated by ^A, base64 on the wire. On a
     refused token the server sends a 334 error challenge; the client answers ^A to end it."""
+    authzid = target.username.replace("=", "=3D").replace(",", "=2C")  # RFC 5801 saslname
     message = (
-        f"n,a={target.username},\x01host={target.host}\x01port={target.port}\x01"
+        f"n,a={authzid},\x01host={target.host}\x01port={target.port}\x01"
         f"auth=Bearer {target.oauth_token}\x01\x01"
     )
     encoded = base64.b64encode(message.encode())

@@ -457,3 +457,30 @@ def test_two_workers_renewing_at_once_use_one_rotated_refresh_token(transactiona
     assert oauth_world.auth.refreshes() == 1
     fresh = SmtpServer.objects.get(pk=server.pk)
     assert oauth_world.auth.accepts(fresh.oauth_access_token)
+
+
+def test_a_shared_mailbox_is_sent_as_with_a_persons_own_sign_in(client, ann, oauth_world):
+    people, alias = ann
+    page = client.get(reverse("alias_edit", args=[alias.pk])).content.decode()
+    assert 'name="mailbox"' in page and 'value="ann@partner.org"' in page
+    start = client.post(
+        reverse("alias_sign_in", args=[alias.pk, "generic"]), {"mailbox": "Ann.Person@Partner.org"}
+    )
+    assert parse_qs(urlsplit(start["Location"]).query)["login_hint"] == ["Ann.Person@partner.org"]
+    client.get(callback_path(oauth_world.auth.approve(start["Location"])))
+    assert server_of(alias).username == "Ann.Person@partner.org"
+    message = attempt(accept_message(people.user, "ann@partner.org", [BOB], "Hi", "Body"))
+    assert message.state == Message.State.SENT
+    [received] = oauth_world.smtp.messages
+    assert received.login == "Ann.Person@partner.org" and received.mail_from == "ann@partner.org"
+
+
+def test_a_malformed_mailbox_is_refused_before_leaving_for_the_provider(client, ann, oauth_world):
+    _people, alias = ann
+    response = client.post(
+        reverse("alias_sign_in", args=[alias.pk, "generic"]),
+        {"mailbox": "ann@partner.org\r\nRCPT TO:<x@y>"},
+        follow=True,
+    )
+    assert "The mailbox to sign in with is not valid" in response.content.decode()
+    assert oauth_world.auth.consents == [] and server_of(alias) is None
