@@ -484,3 +484,15 @@ def test_a_malformed_mailbox_is_refused_before_leaving_for_the_provider(client, 
     )
     assert "The mailbox to sign in with is not valid" in response.content.decode()
     assert oauth_world.auth.consents == [] and server_of(alias) is None
+
+
+def test_declining_at_the_provider_says_so_and_saves_nothing(client, ann, oauth_world):
+    _people, alias = ann
+    state = parse_qs(urlsplit(start_sign_in(client, alias)).query)["state"][0]
+    response = client.get(
+        reverse("oauth_callback"),
+        {"state": state, "error": "access_denied", "error_description": "The user declined."},
+        follow=True,
+    )
+    assert "The sign-in was not completed: The user declined." in response.content.decode()
+    assert server_of(alias) is None and oauth_world.auth.token_requests == []
