@@ -321,7 +321,11 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
         if target.oauth_token:
             return Outcome(
                 ok=False,
-                error=_("The server refused the sign-in token (%(code)s %(text)s).")
+                error=_(
+                    "The server refused the sign-in token (%(code)s %(text)s). Check that SMTP "
+                    "sign-in (Authenticated SMTP) is on for the mailbox, and that the mailbox you "
+                    "signed in with may send as this address."
+                )
                 % {"code": exc.code, "text": exc.message},
                 auth_failed=True,
             )
