@@ -496,3 +496,30 @@ def test_declining_at_the_provider_says_so_and_saves_nothing(client, ann, oauth_
     )
     assert "The sign-in was not completed: The user declined." in response.content.decode()
     assert server_of(alias) is None and oauth_world.auth.token_requests == []
+
+
+@pytest.mark.worker
+def test_signing_in_again_wakes_a_worker_that_sends_the_held_mail_at_once(
+    client, ann, oauth_world, worker_factory
+):
+    """No sweeper runs here: only the wake-up the sign-in sends can deliver the held mail."""
+    from .conftest import wait_for
+
+    people, alias = ann
+    sign_in(client, oauth_world, alias)
+    worker = worker_factory(**oauth_world.env())
+    oauth_world.auth.revoke_everything()
+    SmtpServer.objects.filter(pk=server_of(alias).pk).update(oauth_expires_at=timezone.now())
+    message = accept_message(people.user, "ann@partner.org", [BOB], "Held", "Body")
+    wait_for(lambda: server_of(alias).is_paused, what=f"the pause\n{worker.log.read_text()}")
+    message.refresh_from_db()
+    assert message.state == Message.State.DEFERRED and message.next_attempt_at > timezone.now()
+    assert oauth_world.smtp.messages == []
+
+    assert sign_in(client, oauth_world, alias).status_code == 302
+    [received] = wait_for(
+        lambda: oauth_world.smtp.messages, what=f"the held mail\n{worker.log.read_text()}"
+    )
+    assert received.message["Subject"] == "Held" and received.login == "ann@partner.org"
+    message.refresh_from_db()
+    assert message.state == Message.State.SENT
