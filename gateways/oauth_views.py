@@ -10,6 +10,7 @@ stored anywhere before they pass), and saves only what passed it, through gatewa
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -40,6 +41,24 @@ def provider_choices(account) -> list[tuple[str, str]]:
     if not account.gateways_allowed:
         return []
     return [(p.key, p.name) for p in oauth.configured_providers().values()]
+
+
+def allow_sign_in_forms(response: HttpResponse, providers: list[tuple[str, str]]) -> HttpResponse:
+    """Let a page's sign-in buttons reach the providers' consent pages: the button's POST is
+    answered with a redirect there, and browsers hold that redirect to the page's CSP
+    ``form-action`` (otherwise only the console itself)."""
+    configured = oauth.configured_providers()
+    origins = sorted(
+        {_origin(configured[key].authorize_url) for key, _name in providers if key in configured}
+    )
+    if origins:
+        response._csp_update = {"form-action": origins}  # read by django-csp's middleware
+    return response
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def redirect_uri() -> str:

@@ -27,7 +27,7 @@ from .access import get_alias_for_user, get_connection_test_for_user
 from .connection_test import TooManyTests, start_test
 from .forms import AliasForm, ConfirmAliasForm, SmtpServerForm
 from .models import ConnectionTest, SendAsAlias, SmtpServer
-from .oauth_views import begin_sign_in, provider_choices
+from .oauth_views import allow_sign_in_forms, begin_sign_in, provider_choices
 
 
 def _server_form(
@@ -113,7 +113,7 @@ def alias_list(request: HttpRequest) -> HttpResponse:
         test = _start_test(request, form, server, alias, editing=False)
         if test is not None:
             return redirect(f"{reverse('alias_list')}?test={test.pk}")
-    return render(
+    page = render(
         request,
         "gateways/alias_list.html",
         {
@@ -125,6 +125,7 @@ def alias_list(request: HttpRequest) -> HttpResponse:
             "oauth_providers": providers,
         },
     )
+    return allow_sign_in_forms(page, providers)
 
 
 def _flash_code_sent(request: HttpRequest, alias: SendAsAlias) -> None:
@@ -295,7 +296,8 @@ def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
         test = _start_test(request, form, server, form.alias(), editing=True)
         if test is not None:
             return redirect(f"{reverse('alias_edit', args=[alias.pk])}?test={test.pk}")
-    return render(
+    providers = provider_choices(request.user)
+    page = render(
         request,
         "gateways/alias_edit.html",
         {
@@ -304,9 +306,10 @@ def alias_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "server_form": server_form,
             "test": test,
             "submit_label": _("Save"),
-            "oauth_providers": provider_choices(request.user),
+            "oauth_providers": providers,
         },
     )
+    return allow_sign_in_forms(page, providers)
 
 
 def _save_edit(

@@ -131,6 +131,18 @@ def test_signing_in_connects_the_alias_and_mail_goes_out_by_xoauth2_with_no_secr
     assert [s for s in secrets if s in dump] == []
 
 
+def test_pages_with_sign_in_buttons_let_their_forms_reach_the_provider_and_no_further(
+    client, ann, oauth_world
+):
+    """The button's POST is answered with a redirect to the consent page, which browsers hold to
+    the page's CSP form-action: the provider's origin is added there, and nothing else."""
+    _people, alias = ann
+    for url in (reverse("alias_edit", args=[alias.pk]), reverse("alias_list")):
+        policy = client.get(url)["Content-Security-Policy"]
+        [form_action] = [d.strip() for d in policy.split(";") if "form-action" in d]
+        assert form_action == f"form-action 'self' {oauth_world.auth.url}"
+
+
 def test_the_callback_only_completes_the_flow_started_in_the_same_session(
     client, ann, oauth_world, people
 ):
