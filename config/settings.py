@@ -396,6 +396,37 @@ SENDGATE_SAME_ERROR_LIMIT = env.int("SENDGATE_SAME_ERROR_LIMIT", default=3)
 SENDGATE_POLICY_BATCH_SIZE = env.int("SENDGATE_POLICY_BATCH_SIZE", default=5000)
 SENDGATE_POLICY_LEASE_SECONDS = env.int("SENDGATE_POLICY_LEASE_SECONDS", default=60)
 
+# --- OAuth 2.0 sign-in for users' SMTP servers (README: "Sign in with Microsoft or Google") -------
+# A provider is offered on the send-as pages when its client id is set. The redirect URI to
+# register with each provider is SENDGATE_CONSOLE_URL + /settings/send-as/oauth/callback/.
+SENDGATE_OAUTH_MICROSOFT_CLIENT_ID = env.str("SENDGATE_OAUTH_MICROSOFT_CLIENT_ID", default="")
+SENDGATE_OAUTH_MICROSOFT_CLIENT_SECRET = env.str(
+    "SENDGATE_OAUTH_MICROSOFT_CLIENT_SECRET", default=""
+)
+# "organizations" lets any work account sign in; a tenant id or domain limits it to one tenant.
+SENDGATE_OAUTH_MICROSOFT_TENANT = env.str(
+    "SENDGATE_OAUTH_MICROSOFT_TENANT", default="organizations"
+)
+SENDGATE_OAUTH_GOOGLE_CLIENT_ID = env.str("SENDGATE_OAUTH_GOOGLE_CLIENT_ID", default="")
+SENDGATE_OAUTH_GOOGLE_CLIENT_SECRET = env.str("SENDGATE_OAUTH_GOOGLE_CLIENT_SECRET", default="")
+# Any other provider whose SMTP servers take XOAUTH2 or OAUTHBEARER.
+SENDGATE_OAUTH_GENERIC_NAME = env.str("SENDGATE_OAUTH_GENERIC_NAME", default="")
+SENDGATE_OAUTH_GENERIC_CLIENT_ID = env.str("SENDGATE_OAUTH_GENERIC_CLIENT_ID", default="")
+SENDGATE_OAUTH_GENERIC_CLIENT_SECRET = env.str("SENDGATE_OAUTH_GENERIC_CLIENT_SECRET", default="")
+SENDGATE_OAUTH_GENERIC_AUTHORIZE_URL = env.str("SENDGATE_OAUTH_GENERIC_AUTHORIZE_URL", default="")
+SENDGATE_OAUTH_GENERIC_TOKEN_URL = env.str("SENDGATE_OAUTH_GENERIC_TOKEN_URL", default="")
+SENDGATE_OAUTH_GENERIC_SCOPE = env.str("SENDGATE_OAUTH_GENERIC_SCOPE", default="")
+SENDGATE_OAUTH_GENERIC_SMTP_HOST = env.str("SENDGATE_OAUTH_GENERIC_SMTP_HOST", default="")
+SENDGATE_OAUTH_GENERIC_SMTP_PORT = env.int("SENDGATE_OAUTH_GENERIC_SMTP_PORT", default=587)
+# starttls or tls
+SENDGATE_OAUTH_GENERIC_SMTP_SECURITY = env.str(
+    "SENDGATE_OAUTH_GENERIC_SMTP_SECURITY", default="starttls"
+)
+# Seconds for one call to a token endpoint.
+SENDGATE_OAUTH_TIMEOUT = env.float("SENDGATE_OAUTH_TIMEOUT", default=15.0)
+# Access tokens are renewed when they expire within this many seconds.
+SENDGATE_OAUTH_REFRESH_MARGIN = env.int("SENDGATE_OAUTH_REFRESH_MARGIN", default=300)
+
 # --- SMTP submission (manage.py submission) -------------------------------------------------------
 SENDGATE_SUBMISSION_HOST = env.str("SENDGATE_SUBMISSION_HOST", default="127.0.0.1")
 SENDGATE_SUBMISSION_PORT = env.int("SENDGATE_SUBMISSION_PORT", default=587)

@@ -18,10 +18,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from directory.models import Account
+from mailkit.oauth import TokenError
 from mailkit.smtp import Outcome, run_session
 
 from . import server_state
 from .models import ConnectionTest, SendAsAlias, SmtpServer
+from .tokens import dial_target
 
 # Run by name: the task module imports this one.
 RUN_TASK = "gateways.tasks.run_connection_test"
@@ -34,6 +36,22 @@ class TooManyTests(Exception):
 async def probe(server: SmtpServer, address: str) -> Outcome:
     """Log in as delivery will, then MAIL FROM and RCPT TO the alias's own address, and RSET."""
     return await run_session(server.target(), mail_from=address, recipients=[address])
+
+
+def run_probe(server: SmtpServer, address: str) -> Outcome:
+    """``probe`` in this thread. An OAuth server first gets a usable access token; if it refuses
+    one from the cache, the token is renewed and the probe runs once more (as delivery would on
+    its next attempt). A token that cannot be had fails the probe with the provider's reason
+    (a revoked sign-in counts as a refused login)."""
+    try:
+        _target, renewed = dial_target(server)
+        outcome = asyncio.run(probe(server, address))
+        if outcome.auth_failed and server.uses_oauth and not renewed:
+            dial_target(server, force_refresh=True)
+            outcome = asyncio.run(probe(server, address))
+    except TokenError as exc:
+        return Outcome(ok=False, error=exc.message, auth_failed=exc.revoked)
+    return outcome
 
 
 def start_test(
@@ -65,8 +83,9 @@ def start_test(
 
 def run_connection_test(account: Account, server: SmtpServer, mail_from: str) -> Outcome:
     """Test ``server`` now, in this request: the domain gateway page's one check before an admin
-    saves the organisation's smarthost (users' tests run in a worker, see ``start_test``). The
-    same probe and the same hourly limit; the result is kept like any test's."""
+    saves the organisation's smarthost, and the test of a fresh sign-in on the provider's return
+    (its tokens are not stored before they pass). Users' password tests run in a worker, see
+    ``start_test``. The same probe and the same hourly limit; the result is kept like any test's."""
     since = timezone.now() - timedelta(hours=1)
     with transaction.atomic():
         recent = ConnectionTest.objects.filter(account=account, created_at__gte=since).count()
@@ -80,7 +99,7 @@ def run_connection_test(account: Account, server: SmtpServer, mail_from: str) ->
             security=server.security,
             username=server.username,
         )
-    outcome = asyncio.run(probe(server, mail_from))
+    outcome = run_probe(server, mail_from)
     summary = outcome.reply or outcome.error
     ConnectionTest.objects.filter(pk=test.pk).update(
         state=ConnectionTest.State.PASSED if outcome.ok else ConnectionTest.State.FAILED,
@@ -97,12 +116,21 @@ def run_connection_test(account: Account, server: SmtpServer, mail_from: str) ->
     return outcome
 
 
+def _server_of(test: ConnectionTest) -> SmtpServer:
+    """The server to dial for ``test``: with no new password, an alias's signed-in server is
+    tested with its sign-in (the tested host, port and username on top)."""
+    saved = test.alias.smtp_server if test.alias_id and test.alias else None
+    if saved is not None and saved.uses_oauth and not test.password:
+        return test.server(saved)
+    return test.server()
+
+
 def run_test(test_id: int) -> None:
     """Dial the server of a running test and store the outcome; a second run does nothing."""
     test = ConnectionTest.objects.filter(pk=test_id, state=ConnectionTest.State.RUNNING).first()
     if test is None:
         return
-    outcome = asyncio.run(probe(test.server(), test.address))
+    outcome = run_probe(_server_of(test), test.address)
     summary = outcome.reply or outcome.error
     passed = ConnectionTest.State.PASSED
     ConnectionTest.objects.filter(pk=test.pk, state=ConnectionTest.State.RUNNING).update(

@@ -64,7 +64,12 @@ class SmtpServerForm(forms.Form):
             choices.append((SmtpServer.Security.NONE.value, SmtpServer.Security.NONE.label))
         cast(forms.ChoiceField, self.fields["smtp_security"]).choices = choices
         self.fields["smtp_security"].initial = SmtpServer.Security.STARTTLS
-        if instance is not None:
+        if instance is not None and instance.uses_oauth:
+            self.fields["smtp_password"].help_text = _(
+                "Leave empty to keep the sign-in with %(provider)s; a password entered here "
+                "replaces it."
+            ) % {"provider": instance.oauth_provider_name}
+        elif instance is not None:
             self.fields["smtp_password"].help_text = _(
                 "Leave empty to keep the saved password. Changing the server or the username "
                 "needs the password again."
@@ -115,6 +120,8 @@ class SmtpServerForm(forms.Form):
         server.username = data["smtp_username"]
         if data["smtp_password"]:
             server.password = data["smtp_password"]
+            server.oauth_provider = ""  # a password replaces a sign-in
+            server.oauth_refresh_token = server.oauth_access_token = ""
         return server
 
 

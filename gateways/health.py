@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from django.conf import settings
@@ -10,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import server_state
-from .connection_test import probe
+from .connection_test import run_probe
 from .models import SendAsAlias, SmtpServer
 
 
@@ -37,5 +36,5 @@ def retest(server_id: int) -> None:
         return  # deleted meanwhile
     server = alias.smtp_server
     assert server is not None  # the alias was found by its server
-    outcome = asyncio.run(probe(server, alias.address))
+    outcome = run_probe(server, alias.address)
     server_state.retested(server, alias, outcome)

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from directory.models import Account
 from mailkit.addresses import normalize_address, reject_control_characters
+from mailkit.oauth import Tokens, configured_providers
 from mailkit.secrets import EncryptedTextField
 from mailkit.smtp import Security, Target
 
@@ -41,6 +42,12 @@ class SmtpServer(models.Model):
     # changes last_test_ok, paused_at and pause_reason.
     paused_at = models.DateTimeField(null=True, blank=True)
     pause_reason = models.TextField(blank=True)
+    # Signed in with OAuth 2.0 instead of a password: the provider's key (mailkit.oauth), the
+    # refresh token (encrypted like passwords), and the cached access token with its expiry.
+    oauth_provider = models.CharField(max_length=20, blank=True)
+    oauth_refresh_token = EncryptedTextField(blank=True)
+    oauth_access_token = EncryptedTextField(blank=True)
+    oauth_expires_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -49,18 +56,40 @@ class SmtpServer(models.Model):
     def is_paused(self) -> bool:
         return self.paused_at is not None
 
+    @property
+    def uses_oauth(self) -> bool:
+        return bool(self.oauth_provider)
+
+    @property
+    def oauth_provider_name(self) -> str:
+        provider = configured_providers().get(self.oauth_provider)
+        return provider.name if provider else self.oauth_provider
+
+    def sign_in(self, provider: str, tokens: Tokens) -> None:
+        """Use OAuth tokens instead of a password (the password, if any, is dropped)."""
+        self.oauth_provider = provider
+        self.password = ""
+        self.keep_tokens(tokens)
+
+    def keep_tokens(self, tokens: Tokens) -> None:
+        self.oauth_refresh_token = tokens.refresh_token
+        self.oauth_access_token = tokens.access_token
+        self.oauth_expires_at = tokens.expires_at
+
     def clean(self) -> None:
         reject_control_characters(self.host)
         reject_control_characters(self.username)
 
     def target(self) -> Target:
-        """The dial parameters that delivery and the connection test both use."""
+        """The dial parameters that delivery and the connection test both use (for an OAuth
+        server, get a fresh access token first: gateways.tokens.dial_target)."""
         return Target(
             host=self.host,
             port=self.port,
             security=Security(self.security),
             username=self.username,
             password=self.password or "",
+            oauth_token=(self.oauth_access_token or "") if self.uses_oauth else "",
         )
 
 
@@ -200,6 +229,9 @@ class ConnectionTest(models.Model):
         server = base or SmtpServer()
         server.host, server.port, server.security = self.host, self.port, self.security
         server.username, server.password = self.username, self.password
+        if self.password:  # a password replaces a sign-in
+            server.oauth_provider = ""
+            server.oauth_refresh_token = server.oauth_access_token = ""
         return server
 
 

@@ -1,9 +1,12 @@
 """The life of a user's SMTP server, in one place: untested → ok → paused(reason) → ok.
 
 - A connection test that passes makes it ``ok``, and ends a pause: the owner fixed the cause.
-  Mail that waited for it (held while paused, or deferred after a failure) is due at once.
-- Delivery or the periodic re-test is refused the password (a 5xx to AUTH): ``ok`` → ``paused``,
-  and the owner is told once. A paused server is not dialled for mail; its mail waits.
+  Signing in again with the OAuth provider is such a test (gateways.oauth_views). Mail that
+  waited for it (held while paused, or deferred after a failure) is due at once.
+- Delivery or the periodic re-test is refused the password (a 5xx to AUTH, 5.7.30 "basic
+  authentication is not supported" included), or a signed-in server's token (a renewed one
+  refused, or the provider's invalid_grant): ``ok`` → ``paused``, and the owner is told once.
+  A paused server is not dialled for mail; its mail waits.
 - A re-test that passes resumes a paused server the same way a passing connection test does;
   any other failed re-test is only recorded (the server may be down for a while: mail retries).
 
@@ -74,9 +77,12 @@ def failed_test(server: SmtpServer, summary: str) -> None:
     server.last_test_summary = summary
 
 
-def pause(server_id: int, reason: str, account: Account, address: str) -> bool:
-    """``ok`` → ``paused`` after a refused password; True (and the owner told) only for the
-    caller that actually paused it, so the owner hears it once."""
+def pause(
+    server_id: int, reason: str, account: Account, address: str, *, signed_in: bool = False
+) -> bool:
+    """``ok`` → ``paused`` after a refused password, or a sign-in the provider revoked
+    (``signed_in``: invalid_grant, or 5.7.30 basic authentication not supported); True (and
+    the owner told) only for the caller that actually paused it, so the owner hears it once."""
     paused = (
         SmtpServer.objects.filter(pk=server_id, paused_at__isnull=True).update(
             paused_at=timezone.now(), pause_reason=reason
@@ -85,7 +91,7 @@ def pause(server_id: int, reason: str, account: Account, address: str) -> bool:
     )
     if paused:
         _log(server_id, State.OK, State.PAUSED, reason)
-        notify_gateway_paused(account, address, reason)
+        notify_gateway_paused(account, address, reason, signed_in=signed_in)
     return paused
 
 
@@ -110,7 +116,7 @@ def retested(server: SmtpServer, alias: SendAsAlias, outcome: Outcome) -> None:
         last_tested_at=timezone.now(), last_test_summary=summary
     )
     if outcome.auth_failed:
-        pause(server.pk, outcome.error, alias.account, alias.address)
+        pause(server.pk, outcome.error, alias.account, alias.address, signed_in=server.uses_oauth)
 
 
 def release_mail(alias: SendAsAlias) -> list[int]:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import domain_gateway_views, views
+from . import domain_gateway_views, oauth_views, views
 
 urlpatterns = [
     path("settings/send-as/", views.alias_list, name="alias_list"),
@@ -22,4 +22,10 @@ urlpatterns = [
         views.connection_test_status,
         name="connection_test_status",
     ),
+    path(
+        "settings/send-as/<int:pk>/sign-in/<slug:provider>/",
+        oauth_views.alias_sign_in,
+        name="alias_sign_in",
+    ),
+    path("settings/send-as/oauth/callback/", oauth_views.oauth_callback, name="oauth_callback"),
 ]

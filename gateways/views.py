@@ -28,6 +28,7 @@ from .access import get_alias_for_user, get_connection_test_for_user
 from .connection_test import TooManyTests, start_test
 from .forms import AliasForm, ConfirmAliasForm, SmtpServerForm
 from .models import ConnectionTest, SendAsAlias, SmtpServer
+from .oauth_views import allow_sign_in_forms, begin_sign_in, provider_choices
 
 
 def _server_form(
@@ -95,12 +96,18 @@ def alias_list(request: AuthenticatedRequest) -> HttpResponse:
     test = _shown_test(request)
     form = AliasForm(request.POST or None, account=account, **_alias_initial(test))
     server_form = _server_form(request, test=test)
+    providers = provider_choices(account)
     if (
         request.method == "POST"
         and form.is_valid()
         and (server_form is None or server_form.is_valid())
     ):
         alias = form.alias()
+        sign_in = request.POST.get("sign_in", "")
+        if sign_in and sign_in in dict(providers):
+            # "Add and sign in with …": the alias first, its server after the consent page.
+            _create_alias(alias, None)
+            return begin_sign_in(request, alias, sign_in)
         server = server_form.server() if server_form else None
         if server is None:
             _create_alias(alias, None)
@@ -109,7 +116,7 @@ def alias_list(request: AuthenticatedRequest) -> HttpResponse:
         test = _start_test(request, form, server, alias, editing=False)
         if test is not None:
             return redirect(f"{reverse('alias_list')}?test={test.pk}")
-    return render(
+    page = render(
         request,
         "gateways/alias_list.html",
         {
@@ -118,8 +125,10 @@ def alias_list(request: AuthenticatedRequest) -> HttpResponse:
             "aliases": account.aliases.select_related("smtp_server"),
             "test": test,
             "submit_label": _("Add address"),
+            "oauth_providers": providers,
         },
     )
+    return allow_sign_in_forms(page, providers)
 
 
 def _flash_code_sent(request: HttpRequest, alias: SendAsAlias) -> None:
@@ -291,7 +300,8 @@ def alias_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         test = _start_test(request, form, server, form.alias(), editing=True)
         if test is not None:
             return redirect(f"{reverse('alias_edit', args=[alias.pk])}?test={test.pk}")
-    return render(
+    providers = provider_choices(request.user)
+    page = render(
         request,
         "gateways/alias_edit.html",
         {
@@ -300,8 +310,10 @@ def alias_edit(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             "server_form": server_form,
             "test": test,
             "submit_label": _("Save"),
+            "oauth_providers": providers,
         },
     )
+    return allow_sign_in_forms(page, providers)
 
 
 def _save_edit(

@@ -73,7 +73,8 @@ class EncryptedTextField(models.TextField):
     """Stores ``encrypt(value)``; Python code only ever sees the plaintext."""
 
     def from_db_value(self, value, expression, connection):
-        return None if value in (None, "") else decrypt(value)
+        # An empty value stays "" (not None), so a loaded row saves back into a NOT NULL column.
+        return value if value in (None, "") else decrypt(value)
 
     def get_prep_value(self, value):
         value = super().get_prep_value(value)

@@ -7,6 +7,7 @@ to one human sentence plus a temporary/permanent verdict.
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import io
 import ssl
@@ -36,6 +37,8 @@ class Target:
     security: Security
     username: str = ""
     password: str = field(default="", repr=False)
+    # An OAuth 2.0 access token: AUTH XOAUTH2 (or OAUTHBEARER, RFC 7628) instead of a password.
+    oauth_token: str = field(default="", repr=False)
 
     @property
     def label(self) -> str:
@@ -160,7 +163,30 @@ class Connection:
                     _("Refusing to send the password over a connection without TLS."),
                     permanent=True,
                 )
-            transcript.append(f"S: {_reply(await _authenticate(client, target, transcript))}")
+            if target.oauth_token:
+                await self._auth_oauth(client, target)
+            else:
+                transcript.append(f"S: {_reply(await _authenticate(client, target, transcript))}")
+
+    async def _auth_oauth(self, client: aiosmtplib.SMTP, target: Target) -> None:
+        """AUTH with the access token: XOAUTH2 where offered (Microsoft, Google), else
+        OAUTHBEARER. A refused token raises SMTPAuthenticationError like a refused password."""
+        offered = client.server_auth_methods
+        if "xoauth2" in offered:
+            self.transcript.append("C: AUTH XOAUTH2 (token hidden)")
+            reply = await client.auth_xoauth2(target.username, target.oauth_token)
+        elif "oauthbearer" in offered:
+            self.transcript.append("C: AUTH OAUTHBEARER (token hidden)")
+            reply = await _auth_oauthbearer(client, target)
+        else:
+            raise _Failure(
+                _(
+                    "The server does not offer sign-in with a token (XOAUTH2 or OAUTHBEARER); "
+                    "it offers: %(methods)s."
+                )
+                % {"methods": " ".join(m.upper() for m in offered) or _("no AUTH at all")}
+            )
+        self.transcript.append(f"S: {_reply(reply)}")
 
     async def transfer(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
         """Send one message (or, with ``data=None``, only probe MAIL FROM and reset)."""
@@ -260,6 +286,23 @@ async def _authenticate(
     transcript.append(f"C: AUTH {mechanism.upper()} (credentials hidden)")
     method = getattr(client, f"auth_{mechanism.replace('-', '')}")
     return await method(target.username, target.password)
+
+
+async def _auth_oauthbearer(client: aiosmtplib.SMTP, target: Target) -> aiosmtplib.SMTPResponse:
+    """RFC 7628: a GS2 header and key/value pairs separated by ^A, base64 on the wire. On a
+    refused token the server sends a 334 error challenge; the client answers ^A to end it."""
+    authzid = target.username.replace("=", "=3D").replace(",", "=2C")  # RFC 5801 saslname
+    message = (
+        f"n,a={authzid},\x01host={target.host}\x01port={target.port}\x01"
+        f"auth=Bearer {target.oauth_token}\x01\x01"
+    )
+    encoded = base64.b64encode(message.encode())
+    response = await client.execute_command(b"AUTH", b"OAUTHBEARER", encoded)
+    if response.code == 334:
+        response = await client.execute_command(base64.b64encode(b"\x01"))
+    if response.code != 235:
+        raise aiosmtplib.SMTPAuthenticationError(response.code, response.message)
+    return response
 
 
 Job = tuple[str, list[str], Data]  # envelope sender, recipients, message (None: probe)
@@ -405,6 +448,29 @@ def _describe(exc: Exception, target: Target, deadline: float) -> Outcome:
             tls_failed=True,
         )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and 500 <= exc.code < 600:
+        if target.oauth_token:
+            return Outcome(
+                ok=False,
+                error=_(
+                    "The server refused the sign-in token (%(code)s %(text)s). Check that SMTP "
+                    "sign-in (Authenticated SMTP) is on for the mailbox, and that the mailbox you "
+                    "signed in with may send as this address."
+                )
+                % {"code": exc.code, "text": exc.message},
+                auth_failed=True,
+            )
+        if "5.7.30" in exc.message or "basic authentication is not supported" in (
+            exc.message.lower()
+        ):
+            return Outcome(
+                ok=False,
+                error=_(
+                    "The server no longer accepts passwords (%(code)s %(text)s). Use “Sign in "
+                    "with Microsoft” (or your provider) instead of a password."
+                )
+                % {"code": exc.code, "text": exc.message},
+                auth_failed=True,
+            )
         return Outcome(
             ok=False,
             error=_("The server rejected the username or password (%(code)s %(text)s).")

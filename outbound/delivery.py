@@ -11,7 +11,7 @@ import logging
 import re
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.errors import MessageError
 from email.message import EmailMessage
@@ -27,9 +27,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from domainkeys.signing import Signer
-from gateways import server_state
+from gateways import server_state, tokens
 from gateways.models import SendAsAlias, SmtpServer
-from mailkit import dns
+from mailkit import dns, oauth
 from mailkit.logs import event
 from mailkit.mta_sts import Mode as StsMode
 from mailkit.mta_sts import Policy, PolicyFetcher
@@ -102,13 +102,17 @@ def claim(message_ids: list[int]) -> Claim:
 def routes_for(messages: list[Message]) -> dict[int, Route]:
     """The route of each message, with one query for all the aliases involved.
 
-    Passwords are not loaded here: one unreadable password must not stop the whole batch, so it is
-    decrypted later, per server (see ``_target``).
+    Passwords and sign-in tokens are not loaded here: one unreadable secret must not stop the
+    whole batch, so it is decrypted later, per server (see ``_target``).
     """
     aliases = {
         (a.account_id, a.address): a
         for a in SendAsAlias.objects.select_related("smtp_server")
-        .defer("smtp_server__password")
+        .defer(
+            "smtp_server__password",
+            "smtp_server__oauth_refresh_token",
+            "smtp_server__oauth_access_token",
+        )
         .filter(
             account_id__in={m.account_id for m in messages},
             address__in={m.from_address for m in messages},
@@ -172,6 +176,9 @@ class Batch:
     messages: list[Message]
     routes: dict[int, Route]
     budget_ends: float  # time.monotonic(): no message starts after this
+    # OAuth servers dialled with an access token from the cache (not renewed just now): if one
+    # is refused, it is renewed and the mail tried again at once before the server is paused.
+    cached_tokens: set[int] = field(default_factory=set)
 
     def out_of_time(self) -> bool:
         return time.monotonic() >= self.budget_ends
@@ -212,7 +219,7 @@ def deliver_batch(
                 lambda m=message: _send_direct_now(m, batch, signer, resolver, policy_fetcher),
             )
     if by_target:
-        _send_through_servers(by_target, batch.routes, signer, batch.budget_ends)
+        _send_through_servers(by_target, batch, signer)
 
 
 def _route_each(batch: Batch) -> list[Message]:
@@ -262,10 +269,12 @@ def _sort_by_path(
     """Record held mail; group gateway mail by server connection; list direct-MX mail."""
     direct: list[Message] = []
     by_server: dict[int, list[Message]] = defaultdict(list)
+    signed_in = _signed_in({batch.routes[m.pk].server_id for m in messages})
     for message in messages:
         route = batch.routes[message.pk]
         if route.hold:
-            _record_isolated(message, batch.routes, lambda m=message: _everyone(m, "", _held(m)))
+            held = _held(message, route.server_id in signed_in)
+            _record_isolated(message, batch.routes, lambda m=message, o=held: _everyone(m, "", o))
         elif route.kind == RouteKind.DIRECT_MX:
             direct.append(message)
         else:
@@ -273,11 +282,14 @@ def _sort_by_path(
             by_server[route.server_id].append(message)
     by_target: dict[Target, list[Message]] = defaultdict(list)
     for server_id, server_messages in by_server.items():
-        target = _target(server_id)
-        if isinstance(target, Outcome):  # e.g. its password cannot be decrypted
+        target = _target(server_id, batch.cached_tokens)
+        if isinstance(target, tuple):  # its password cannot be decrypted, no sign-in token, ...
+            label, failure = target
             for message in server_messages:
                 _record_isolated(
-                    message, batch.routes, lambda m=message, o=target: _everyone(m, "", o)
+                    message,
+                    batch.routes,
+                    lambda m=message, lb=label, o=failure: _everyone(m, lb, o),
                 )
         else:
             # Same host, port, security and credentials: one connection, whoever's alias it is.
@@ -285,12 +297,32 @@ def _sort_by_path(
     return by_target, direct
 
 
-def _target(server_id: int) -> Target | Outcome:
-    """The server's dial parameters, or the error that stops anyone using it now."""
+def _signed_in(server_ids: set[int | None]) -> set[int]:
+    """Those of ``server_ids`` that sign in with OAuth instead of a password."""
+    ids = {pk for pk in server_ids if pk is not None}
+    if not ids:
+        return set()
+    rows = SmtpServer.objects.filter(pk__in=ids).exclude(oauth_provider="")
+    return set(rows.values_list("pk", flat=True))
+
+
+def _target(server_id: int, cached_tokens: set[int]) -> Target | tuple[str, Outcome]:
+    """The server's dial parameters (with a usable access token for a server signed in with
+    OAuth), or the error that stops anyone using it now (with the label to record it under).
+    Adds an OAuth server dialled with a
+    token from the cache to ``cached_tokens``."""
     try:
-        return SmtpServer.objects.get(pk=server_id).target()
+        server = SmtpServer.objects.get(pk=server_id)
+        target, renewed = tokens.dial_target(server)
+    except oauth.TokenError as exc:
+        # No token, no session: a revoked sign-in (invalid_grant) pauses the gateway like a
+        # refused password; an unreachable token endpoint is a temporary failure.
+        return server.target().label, Outcome(ok=False, error=exc.message, auth_failed=exc.revoked)
     except Exception as exc:  # noqa: BLE001 - recorded on every message for this server
-        return _internal_error(exc)
+        return "", _internal_error(exc)
+    if server.uses_oauth and not renewed:
+        cached_tokens.add(server_id)
+    return target
 
 
 def _everyone(message: Message, label: str, outcome: Outcome) -> Results:
@@ -351,10 +383,7 @@ def _record_isolated(message: Message, routes: dict[int, Route], results) -> Non
 
 
 def _send_through_servers(
-    by_target: dict[Target, list[Message]],
-    routes: dict[int, Route],
-    signer: Signer,
-    budget_ends: float,
+    by_target: dict[Target, list[Message]], batch: Batch, signer: Signer
 ) -> None:
     """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
@@ -370,7 +399,8 @@ def _send_through_servers(
     loop = asyncio.new_event_loop()
     senders = {target: Sender(target) for target in by_target}
     queues = {target: list(messages) for target, messages in by_target.items()}
-    stop_at = loop.time() + (budget_ends - time.monotonic())  # the batch's one time budget
+    routes = batch.routes
+    stop_at = loop.time() + (batch.budget_ends - time.monotonic())  # the batch's one time budget
     try:
         while any(queues.values()):
             this_round: dict[Target, list[tuple[Message, Job]]] = {}
@@ -392,7 +422,7 @@ def _send_through_servers(
                     else:
                         done.append((message, _everyone(message, target.label, outcome)))
             _close_bodies(this_round)
-            _record(done, routes)
+            _record(done, routes, batch.cached_tokens)
             if not_started:
                 _release(not_started)
     finally:
@@ -484,7 +514,11 @@ def _jobs(
     return jobs
 
 
-def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
+def _record(
+    done: list[tuple[Message, Results]],
+    routes: dict[int, Route],
+    cached_tokens: set[int] | frozenset[int] = frozenset(),
+) -> None:
     """Save attempts and outcomes of finished messages, with any reports, in one transaction.
 
     If saving them together fails, each is saved on its own, so one bad message cannot lose the
@@ -493,11 +527,11 @@ def _record(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> No
     if not done:
         return
     try:
-        _save_outcomes(done, routes)
+        _save_outcomes(done, routes, cached_tokens)
     except Exception as exc:  # noqa: BLE001 - narrowed down below
         if len(done) > 1:
             for one in done:
-                _record([one], routes)
+                _record([one], routes, cached_tokens)
         else:
             _save_failure_plainly(done[0][0], routes, exc)
 
@@ -511,8 +545,21 @@ def _save_failure_plainly(message: Message, routes: dict[int, Route], exc: Excep
         log.exception("could not record the outcome of message %s", message.pk)
 
 
-def _save_outcomes(done: list[tuple[Message, Results]], routes: dict[int, Route]) -> None:
+def _save_outcomes(
+    done: list[tuple[Message, Results]],
+    routes: dict[int, Route],
+    cached_tokens: set[int] | frozenset[int] = frozenset(),
+) -> None:
+    """A user gateway that refused its credentials is paused, unless it refused an OAuth access
+    token from the cache: that token is dropped and the message is due again at once, so the
+    next attempt signs in with a renewed one (a renewed token refused pauses the gateway)."""
     done = [(message, _give_up_on_repeats(message, results)) for message, results in done]
+    retry_with_new_token = {
+        message.pk
+        for message, results in done
+        if routes[message.pk].server_id in cached_tokens
+        and any(o.auth_failed for _l, _r, o in results)
+    }
     attempts = [
         (_attempt(message, routes[message.pk], label, outcome), outcome.seconds)
         for message, results in done
@@ -522,6 +569,9 @@ def _save_outcomes(done: list[tuple[Message, Results]], routes: dict[int, Route]
     with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
         DeliveryAttempt.objects.bulk_create([attempt for attempt, _seconds in attempts])
         due_reports = [_settle(m, routes[m.pk], results) for m, results in done]
+        for message, _results in done:
+            if message.pk in retry_with_new_token and message.state == Message.State.DEFERRED:
+                message.next_attempt_at = timezone.now()
         _save_settled([m for m, _results in done])
         for (message, _results), notice in zip(done, due_reports, strict=True):
             if notice is not None:
@@ -530,7 +580,10 @@ def _save_outcomes(done: list[tuple[Message, Results]], routes: dict[int, Route]
             route = routes[message.pk]
             failed_auth = [o for _l, _r, o in results if o.auth_failed]
             if route.kind == RouteKind.USER_GATEWAY and failed_auth and route.server_id:
-                _pause_gateway(route.server_id, message, failed_auth[0].error)
+                if message.pk in retry_with_new_token:
+                    tokens.expire_access_token(route.server_id)
+                else:
+                    _pause_gateway(route.server_id, message, failed_auth[0].error)
     for attempt, seconds in attempts:
         _observe(attempt, seconds)
 
@@ -581,15 +634,18 @@ def _save_settled(messages: list[Message]) -> None:
         cursor.executemany(sql, rows)
 
 
-def _held(message: Message) -> Outcome:
-    return Outcome(
-        ok=False,
-        error=_(
-            "Waiting: your SMTP server for %(address)s is paused because it refused the password. "
-            "Update the password to resume."
+def _held(message: Message, signed_in: bool) -> Outcome:
+    if signed_in:
+        error = _(
+            "Waiting: your SMTP server for %(address)s is paused because its sign-in stopped "
+            "working. Sign in again to resume."
         )
-        % {"address": message.from_address},
-    )
+    else:
+        error = _(
+            "Waiting: your SMTP server for %(address)s is paused because it refused the "
+            "password. Update the password to resume."
+        )
+    return Outcome(ok=False, error=error % {"address": message.from_address})
 
 
 def _send_direct_now(
@@ -772,7 +828,10 @@ def _attempt(message: Message, route: Route, server: str, outcome: Outcome) -> D
 
 def _pause_gateway(server_id: int, message: Message, reason: str) -> None:
     """Stop using a user's gateway that refused its credentials, and tell its owner once."""
-    server_state.pause(server_id, reason, message.account, message.from_address)
+    signed_in = bool(_signed_in({server_id}))
+    server_state.pause(
+        server_id, reason, message.account, message.from_address, signed_in=signed_in
+    )
 
 
 @dataclass

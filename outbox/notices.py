@@ -75,11 +75,22 @@ def send_to_sender(
     )
 
 
-def notify_gateway_paused(account: Account, address: str, reason: str) -> Message:
-    body = _(
-        "The SMTP server you set up for %(address)s refused the username or password:\n"
-        "%(reason)s\n\nMail sent as %(address)s waits until you update the password on "
-        "the Send mail as page; it is not sent any other way meanwhile."
-    ) % {"address": address, "reason": reason}
+def notify_gateway_paused(
+    account: Account, address: str, reason: str, *, signed_in: bool = False
+) -> Message:
+    """Tell the owner once that mail sent as ``address`` waits for them to act."""
+    if signed_in:
+        body = _(
+            "The SMTP server you connected for %(address)s no longer accepts Sendgate's sign-in:\n"
+            "%(reason)s\n\nMail sent as %(address)s waits until you sign in again on the Send "
+            "mail as page; it is not sent any other way meanwhile."
+        )
+    else:
+        body = _(
+            "The SMTP server you set up for %(address)s refused the username or password:\n"
+            "%(reason)s\n\nMail sent as %(address)s waits until you update the password on "
+            "the Send mail as page; it is not sent any other way meanwhile."
+        )
+    body %= {"address": address, "reason": reason}
     subject = _("Action needed: your SMTP server for %(address)s") % {"address": address}
     return send_to_sender(account, build_notice(account, subject, body))

@@ -457,6 +457,19 @@ CHROMIUM_ARGS = [
 SLOW = 30_000  # ms: generous for a slow 2-core machine; never an assertion about speed
 
 
+def csp_violations(page) -> list[str]:
+    """The list Chromium's reports of every script, style or image the Content-Security-Policy
+    blocked on ``page`` go to (empty while the console keeps its own policy)."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return violations
+
+
 @pytest.fixture
 def chromium_page():
     """A fresh Chromium page; skipped (or failed under SENDGATE_REQUIRE_SERVICES=1) without one."""
@@ -475,16 +488,7 @@ def chromium_page():
         context.set_default_timeout(SLOW)
         context.set_default_navigation_timeout(SLOW)
         page = context.new_page()
-        # Chromium reports every script, style or image the Content-Security-Policy blocked.
-        violations = []
-        page.on(
-            "console",
-            lambda message: (
-                violations.append(message.text)
-                if "Content Security Policy" in message.text
-                else None
-            ),
-        )
+        violations = csp_violations(page)
         yield page
         context.close()
         browser.close()
@@ -540,3 +544,100 @@ def submitted(client, response):
     assert ConnectionTest.objects.get(pk=pk).is_running
     run_test(pk)
     return client.get(reverse("connection_test_status", args=[pk]), follow=True)
+
+
+# --- OAuth 2.0: a local authorization server and an SMTP server that checks its tokens -----------
+
+
+@dataclass
+class OAuthWorld:
+    auth: object  # tests.oauth_peers.AuthorizationServer
+    smtp: object  # tests.oauth_peers.TokenCheckingHandler
+    smtp_port: int
+
+    def env(self) -> dict[str, str]:
+        """The provider settings, for worker processes."""
+        names = ["NAME", "CLIENT_ID", "CLIENT_SECRET", "AUTHORIZE_URL", "TOKEN_URL", "SCOPE"]
+        names += ["SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY"]
+        return {
+            f"SENDGATE_OAUTH_GENERIC_{n}": str(
+                getattr(django_settings, f"SENDGATE_OAUTH_GENERIC_{n}")
+            )
+            for n in names
+        }
+
+
+@pytest.fixture
+def oauth_world(settings, trust_test_ca, pki: Pki) -> Iterator[OAuthWorld]:
+    """The operator configured a generic provider pointing at a local authorization server, whose
+    SMTP server takes only XOAUTH2 with the tokens that authorization server issued."""
+    from .oauth_peers import (
+        CLIENT_ID,
+        CLIENT_SECRET,
+        start_authorization_server,
+        start_token_smtp,
+    )
+
+    auth, httpd = start_authorization_server(pki.server_context)
+    port = free_port()
+    controller, handler = start_token_smtp(port=port, tls=pki.server_context, auth=auth)
+    settings.SENDGATE_OAUTH_GENERIC_NAME = "Test Mail"
+    settings.SENDGATE_OAUTH_GENERIC_CLIENT_ID = CLIENT_ID
+    settings.SENDGATE_OAUTH_GENERIC_CLIENT_SECRET = CLIENT_SECRET
+    settings.SENDGATE_OAUTH_GENERIC_AUTHORIZE_URL = f"{auth.url}/authorize"
+    settings.SENDGATE_OAUTH_GENERIC_TOKEN_URL = f"{auth.url}/token"
+    settings.SENDGATE_OAUTH_GENERIC_SCOPE = "smtp.send offline_access"
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_HOST = "localhost"
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_PORT = port
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_SECURITY = "starttls"
+    yield OAuthWorld(auth=auth, smtp=handler, smtp_port=port)
+    controller.stop()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@dataclass
+class PostfixWorld:
+    oauth: OAuthWorld
+    stack: object  # tests.mail_stack.MailStack
+    relayed: RecordingHandler  # what Postfix passed on
+
+
+@pytest.fixture
+def postfix_oauth(oauth_world, settings, pki: Pki) -> Iterator[PostfixWorld]:
+    """Postfix with Dovecot SASL (oauth2 passdb, introspecting at the test authorization server)
+    as the provider's SMTP server; it relays what it accepts to a recording sink."""
+    import shutil
+    import tempfile
+
+    from aiosmtpd.controller import Controller
+
+    from . import mail_stack
+
+    reason = mail_stack.available()
+    if reason:
+        missing(reason)
+    relayed = RecordingHandler()
+    sink = Controller(relayed, hostname="127.0.0.1", port=free_port())
+    sink.start()
+    # Not under pytest's tmp_path: its parents are private to root, and Dovecot's and Postfix's
+    # own users must reach the sockets and files.
+    root = Path(tempfile.mkdtemp(prefix="sendgate-mailstack-"))
+    try:
+        stack = mail_stack.start(
+            root,
+            port=free_port(),
+            sink_port=sink.port,
+            introspection_url=f"{oauth_world.auth.url}/introspect",
+            ca_file=pki.ca_file,
+            pki=pki,
+        )
+    except RuntimeError as exc:
+        sink.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(str(exc))
+    settings.SENDGATE_OAUTH_GENERIC_SMTP_PORT = stack.port
+    yield PostfixWorld(oauth=oauth_world, stack=stack, relayed=relayed)
+    stack.stop()
+    sink.stop()
+    shutil.rmtree(root, ignore_errors=True)

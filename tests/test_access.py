@@ -90,6 +90,7 @@ def id_pages(people, alias, message, dkim_key) -> list[tuple[str, str]]:
         ("get", reverse("alias_edit", args=[alias.pk])),
         ("post", reverse("alias_edit", args=[alias.pk])),
         ("post", reverse("alias_make_default", args=[alias.pk])),
+        ("post", reverse("alias_sign_in", args=[alias.pk, "generic"])),
         ("get", reverse("sent_detail", args=[message.pk])),
         ("post", reverse("sent_retry", args=[message.pk])),
         ("post", reverse("delivery_retry", args=[people.domain.pk])),

@@ -344,3 +344,14 @@ def attempt_with(message: Message, resolver) -> Message:
     delivery.deliver(message.pk, resolver=resolver)
     message.refresh_from_db()
     return message
+
+
+def test_basic_auth_retired_by_the_provider_pauses_and_points_to_sign_in(people, alias_gateway):
+    _peer, server = alias_gateway(
+        "550 5.7.30 Basic authentication is not supported for Client Submission"
+    )
+    message = attempt(accept_message(people.user, "ann@partner.org", [BOB], "Hi", "Body"))
+    server.refresh_from_db()
+    assert server.is_paused and "no longer accepts passwords" in server.pause_reason
+    assert "Sign in with Microsoft" in server.pause_reason and "5.7.30" in server.pause_reason
+    assert message.state == Message.State.DEFERRED  # waits for the owner, is not bounced

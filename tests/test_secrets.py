@@ -100,3 +100,30 @@ def test_dkim_private_keys_are_encrypted_and_rotate_with_the_passwords(db, setti
     assert "Re-encrypted 1 DKIM private key(s) under key 'new'" in out.getvalue()
     settings.SENDGATE_SECRETS_KEYS = f"new:{new}"
     assert DkimKey.objects.get(pk=key.pk).private_key == key.private_key
+
+
+def test_rotate_secrets_moves_oauth_tokens_to_the_new_key_too(db, settings, keys):
+    from datetime import UTC, datetime
+
+    from django.core.management import call_command
+
+    from mailkit.oauth import Tokens
+
+    old, new = keys
+    server = SmtpServer(host="smtp.partner.org", username="ann@partner.org")
+    # Plaintexts with characters base64 never produces, so no ciphertext contains them by chance.
+    server.sign_in("generic", Tokens("access!1", "refresh!1", datetime.now(tz=UTC)))
+    server.save()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT oauth_refresh_token, oauth_access_token FROM gateways_smtpserver WHERE id = %s",
+            [server.pk],
+        )
+        stored = cursor.fetchone()
+    assert all(value.startswith("old:") and "!1" not in value for value in stored)
+
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new},old:{old}"
+    call_command("rotate_secrets", stdout=None)
+    settings.SENDGATE_SECRETS_KEYS = f"new:{new}"
+    server = SmtpServer.objects.get(pk=server.pk)
+    assert (server.oauth_refresh_token, server.oauth_access_token) == ("refresh!1", "access!1")

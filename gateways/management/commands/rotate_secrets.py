@@ -1,5 +1,5 @@
-"""Re-encrypt every stored secret (SMTP passwords, DKIM private keys) under the newest key in
-SENDGATE_SECRETS_KEYS."""
+"""Re-encrypt every stored secret (SMTP passwords, OAuth tokens, DKIM private keys) under the
+newest key in SENDGATE_SECRETS_KEYS."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from mailkit import secrets
 # Every encrypted column: (model, field name, a row's name, the secrets' name).
 ENCRYPTED = [
     (SmtpServer, "password", "SMTP server", "password(s)"),
+    (SmtpServer, "oauth_refresh_token", "SMTP server", "refresh token(s)"),
+    (SmtpServer, "oauth_access_token", "SMTP server", "access token(s)"),
     (DkimKey, "private_key", "DKIM key", "DKIM private key(s)"),
 ]
 
@@ -30,9 +32,9 @@ def stored_key_ids(model: type[models.Model], field: str) -> dict[int, str]:
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt stored SMTP passwords and DKIM private keys under the first key of "
-        "SENDGATE_SECRETS_KEYS. Put the new key first, keep the old ones after it, run this, then "
-        "drop the old keys."
+        "Re-encrypt stored SMTP passwords, sign-in tokens and DKIM private keys under the first "
+        "key of SENDGATE_SECRETS_KEYS. Put the new key first, keep the old ones after it, run "
+        "this, then drop the old keys."
     )
 
     def handle(self, *args, **options) -> None:
