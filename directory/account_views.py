@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from outbox import onboarding
 from policy.service import PolicyError, move_account
@@ -122,7 +123,11 @@ def _bulk(request: AuthenticatedRequest, domain: Domain) -> HttpResponse:
                 done += onboarding.reactivate(account, request.user)
         except (DirectoryError, PolicyError) as exc:
             refused.append(str(exc))
-    messages.success(request, _("%(count)d accounts changed.") % {"count": done})
+    messages.success(
+        request,
+        ngettext("%(count)d account changed.", "%(count)d accounts changed.", done)
+        % {"count": done},
+    )
     for reason in refused:
         messages.error(request, reason)
     query = request.POST.get("query", "")
@@ -327,7 +332,11 @@ def _apply_import(request: HttpRequest, domain: Domain) -> HttpResponse:
         messages.error(request, str(exc))
         return redirect("account_import", pk=domain.pk)
     path.unlink(missing_ok=True)
-    messages.success(request, _("%(count)d accounts imported.") % {"count": job.total})
+    messages.success(
+        request,
+        ngettext("%(count)d account imported.", "%(count)d accounts imported.", job.total)
+        % {"count": job.total},
+    )
     if job.invite:
         messages.info(request, _("Their invitations are being sent; the progress is shown below."))
         return redirect("account_import", pk=domain.pk)

@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from directory.access import AuthenticatedRequest, get_domain_for_admin
+from mailkit.smtp import readable_transcript
 
 from .connection_test import TooManyTests, run_connection_test
 from .domain_gateway import set_domain_gateway
@@ -38,7 +39,7 @@ def domain_gateway(request: AuthenticatedRequest, pk: int) -> HttpResponse:
         except TooManyTests:
             form.add_error(None, _("Too many connection tests in the last hour. Try again later."))
         else:
-            transcript = outcome.transcript
+            transcript = readable_transcript(outcome.transcript)
             if outcome.ok:
                 set_domain_gateway(domain, server, request.user)
                 messages.success(

@@ -16,7 +16,7 @@ from directory.models import Account
 from mailkit.addresses import normalize_address, reject_control_characters
 from mailkit.oauth import Tokens, configured_providers
 from mailkit.secrets import EncryptedTextField
-from mailkit.smtp import Security, Target
+from mailkit.smtp import Security, Target, readable_transcript
 
 
 class SmtpServer(models.Model):
@@ -221,7 +221,7 @@ class ConnectionTest(models.Model):
 
     @property
     def transcript_lines(self) -> list[str]:
-        return self.transcript.splitlines()
+        return readable_transcript(self.transcript.splitlines())
 
     def server(self, base: SmtpServer | None = None) -> SmtpServer:
         """The server as the test dialled it: ``base`` (the alias's saved one) with the tested

@@ -11,6 +11,7 @@ import base64
 import functools
 import io
 import ssl
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import IO
@@ -111,6 +112,45 @@ def _reply(response: aiosmtplib.SMTPResponse) -> str:
     return f"{response.code} {response.message}".strip()
 
 
+def _reply_lines(code: int, message: str) -> list[str]:
+    """A reply as the server sent it: every line with its code, "250-" on all but the last."""
+    lines = message.splitlines() or [""]
+    return [
+        f"S: {code}{'-' if n < len(lines) - 1 else ' '}{line}".rstrip()
+        for n, line in enumerate(lines)
+    ]
+
+
+async def _exchange(
+    transcript: list[str], call: Awaitable[aiosmtplib.SMTPResponse]
+) -> aiosmtplib.SMTPResponse:
+    """Await one command's reply and write it down, a refusal (e.g. AUTH's 535) included."""
+    try:
+        response = await call
+    except aiosmtplib.SMTPResponseException as exc:
+        transcript.extend(_reply_lines(exc.code, exc.message))
+        raise
+    transcript.extend(_reply_lines(response.code, response.message))
+    return response
+
+
+# The transcript's own notes, stored in English (a worker writes them) and translated when shown.
+CONNECTED_NOTE = "* connected to "
+HIDDEN_NOTE = " (credentials hidden)"
+
+
+def readable_transcript(lines: list[str]) -> list[str]:
+    """The transcript for the reader: protocol lines as they were, our notes in their language."""
+    shown = []
+    for line in lines:
+        if line.startswith(CONNECTED_NOTE):
+            line = "* " + _("connected to %(server)s") % {"server": line[len(CONNECTED_NOTE) :]}
+        elif line.startswith("C: AUTH ") and line.endswith(HIDDEN_NOTE):
+            line = line[: -len(HIDDEN_NOTE)] + " (" + _("credentials hidden") + ")"
+        shown.append(line)
+    return shown
+
+
 class Connection:
     """One SMTP connection, secured and authenticated once, that carries messages in turn."""
 
@@ -129,7 +169,7 @@ class Connection:
         allowed = parse_networks(settings.SENDGATE_SMTP_ALLOWED_NETWORKS)
         sock = await connect_checked(target.host, target.port, allowed)
         self.reached = True
-        transcript.append(f"* connected to {target.label}")
+        transcript.append(f"{CONNECTED_NOTE}{target.label}")
         self.client = client = aiosmtplib.SMTP(
             hostname=target.host,
             sock=sock,
@@ -140,11 +180,11 @@ class Connection:
             local_hostname=settings.SENDGATE_SMTP_HELO_NAME,
             timeout=settings.SENDGATE_SMTP_DEADLINE,
         )
-        transcript.append(f"S: {_reply(await client.connect())}")
+        await _exchange(transcript, client.connect())
         self.greeted = True
         self.secured = target.security is Security.TLS
         transcript.append(f"C: EHLO {settings.SENDGATE_SMTP_HELO_NAME}")
-        transcript.append(f"S: {_reply(await client.ehlo())}")
+        await _exchange(transcript, client.ehlo())
         if target.security is Security.STARTTLS or (
             target.security is Security.OPPORTUNISTIC and client.supports_extension("starttls")
         ):
@@ -154,9 +194,11 @@ class Connection:
                     tls_failed=True,
                 )
             transcript.append("C: STARTTLS")
-            transcript.append(f"S: {_reply(await client.starttls())}")
+            await _exchange(transcript, client.starttls())
             self.secured = True
-            transcript.append(f"S: {_reply(await client.ehlo())}")
+            # The server may offer more (AUTH) once TLS is up: its second EHLO reply shows it.
+            transcript.append(f"C: EHLO {settings.SENDGATE_SMTP_HELO_NAME}")
+            await _exchange(transcript, client.ehlo())
         if target.username:
             if client.get_transport_info("sslcontext") is None:
                 raise _Failure(
@@ -166,7 +208,7 @@ class Connection:
             if target.oauth_token:
                 await self._auth_oauth(client, target)
             else:
-                transcript.append(f"S: {_reply(await _authenticate(client, target, transcript))}")
+                await _authenticate(client, target, transcript)
 
     async def _auth_oauth(self, client: aiosmtplib.SMTP, target: Target) -> None:
         """AUTH with the access token: XOAUTH2 where offered (Microsoft, Google), else
@@ -174,10 +216,10 @@ class Connection:
         offered = client.server_auth_methods
         if "xoauth2" in offered:
             self.transcript.append("C: AUTH XOAUTH2 (token hidden)")
-            reply = await client.auth_xoauth2(target.username, target.oauth_token)
+            call = client.auth_xoauth2(target.username, target.oauth_token)
         elif "oauthbearer" in offered:
             self.transcript.append("C: AUTH OAUTHBEARER (token hidden)")
-            reply = await _auth_oauthbearer(client, target)
+            call = _auth_oauthbearer(client, target)
         else:
             raise _Failure(
                 _(
@@ -186,7 +228,7 @@ class Connection:
                 )
                 % {"methods": " ".join(m.upper() for m in offered) or _("no AUTH at all")}
             )
-        self.transcript.append(f"S: {_reply(reply)}")
+        await _exchange(self.transcript, call)  # the refusal (535) is written down too
 
     async def transfer(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
         """Send one message (or, with ``data=None``, only probe MAIL FROM and reset)."""
@@ -194,7 +236,7 @@ class Connection:
         assert client is not None  # open() connected it
         try:
             transcript.append(f"C: MAIL FROM:<{mail_from}>")
-            transcript.append(f"S: {_reply(await client.mail(mail_from))}")
+            await _exchange(transcript, client.mail(mail_from))
             if data is None:  # connection test: is this sender allowed to write to someone?
                 return await self._probe(mail_from, recipients)
             refused: dict[str, str] = {}
@@ -213,8 +255,7 @@ class Connection:
                 )
             transcript.append("C: DATA")
             body = io.BytesIO(data) if isinstance(data, bytes) else data
-            response = await send_data(client, body, client.timeout)
-            transcript.append(f"S: {_reply(response)}")
+            response = await _exchange(transcript, send_data(client, body, client.timeout))
             return Outcome(ok=True, reply=_reply(response), refused=refused)
         except (_Failure, aiosmtplib.SMTPResponseException):
             # The server refused this message; reset for the next one. If it hung up after its
@@ -283,9 +324,23 @@ async def _authenticate(
             permanent=True,
         )
     mechanism = offered[0]
-    transcript.append(f"C: AUTH {mechanism.upper()} (credentials hidden)")
+    transcript.append(f"C: AUTH {mechanism.upper()}{HIDDEN_NOTE}")
     method = getattr(client, f"auth_{mechanism.replace('-', '')}")
-    return await method(target.username, target.password)
+    start = len(transcript)
+    try:
+        return await _exchange(transcript, method(target.username, target.password))
+    finally:
+        # A server that echoes what it got must not put the password on the page.
+        transcript[start:] = [_redacted(line, target.password) for line in transcript[start:]]
+
+
+def _redacted(line: str, password: str) -> str:
+    if not password:
+        return line
+    plain = base64.b64encode(password.encode()).decode()
+    for secret in (password, plain):
+        line = line.replace(secret, "…")
+    return line
 
 
 async def _auth_oauthbearer(client: aiosmtplib.SMTP, target: Target) -> aiosmtplib.SMTPResponse:

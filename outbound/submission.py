@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from directory.models import Account
 from mailkit.addresses import domain_of, normalize_address
@@ -105,7 +106,11 @@ def check_daily_limit(account: Account) -> None:
     # Temporary: the same message is accepted once the oldest of the day's messages ages out.
     if over_daily_limit(account):
         raise Refused(
-            _("451 4.7.1 You reached your limit of %(limit)d messages in 24 hours; try later")
+            ngettext(
+                "451 4.7.1 You reached your limit of %(limit)d message in 24 hours; try later",
+                "451 4.7.1 You reached your limit of %(limit)d messages in 24 hours; try later",
+                settings.SENDGATE_DAILY_MESSAGE_LIMIT,
+            )
             % {"limit": settings.SENDGATE_DAILY_MESSAGE_LIMIT}
         )
 

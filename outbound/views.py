@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from directory.access import AuthenticatedRequest
@@ -43,7 +44,11 @@ def compose(request: AuthenticatedRequest) -> HttpResponse:
         try:
             if over_daily_limit(request.user):
                 raise ValidationError(
-                    _("You reached your limit of %(limit)d messages in 24 hours; try later.")
+                    ngettext(
+                        "You reached your limit of %(limit)d message in 24 hours; try later.",
+                        "You reached your limit of %(limit)d messages in 24 hours; try later.",
+                        settings.SENDGATE_DAILY_MESSAGE_LIMIT,
+                    )
                     % {"limit": settings.SENDGATE_DAILY_MESSAGE_LIMIT}
                 )
             message = accept_message(

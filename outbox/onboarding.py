@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from directory.account_import import ImportPlan
 from directory.accounts import DirectoryError, clean_display_name, new_address
@@ -256,7 +257,8 @@ def import_accounts(
             actor,
             AuditEvent.Action.ACCOUNTS_IMPORTED,
             plan.filename,
-            _("%(count)d accounts") % {"count": len(accounts)},
+            ngettext("%(count)d account", "%(count)d accounts", len(accounts))
+            % {"count": len(accounts)},
         )
         if invite:
             transaction.on_commit(lambda: current_app.send_task(INVITATIONS_TASK, args=[job.pk]))
@@ -339,7 +341,12 @@ def deactivate(account: Account, actor: Account | None) -> int:
                 actor,
                 AuditEvent.Action.ACCOUNT_DEACTIVATED,
                 account.email,
-                _("%(count)d messages held") % {"count": held} if held else "",
+                (
+                    ngettext("%(count)d message held", "%(count)d messages held", held)
+                    % {"count": held}
+                    if held
+                    else ""
+                ),
             )
     account.is_active = False
     return held
@@ -376,7 +383,7 @@ def release_held(account: Account, actor: Account | None) -> int:
                 actor,
                 AuditEvent.Action.HELD_MAIL_RELEASED,
                 account.email,
-                _("%(count)d messages") % {"count": len(ids)},
+                ngettext("%(count)d message", "%(count)d messages", len(ids)) % {"count": len(ids)},
             )
             # The sweeper would find them too; these wake-ups save its interval.
             transaction.on_commit(
@@ -397,6 +404,6 @@ def discard_held(account: Account, actor: Account | None) -> int:
                 actor,
                 AuditEvent.Action.HELD_MAIL_DISCARDED,
                 account.email,
-                _("%(count)d messages") % {"count": count},
+                ngettext("%(count)d message", "%(count)d messages", count) % {"count": count},
             )
     return count

@@ -10,8 +10,8 @@ class DomainPolicyForm(forms.Form):
     allow_user_gateways = forms.TypedChoiceField(
         label=_("Allow per-user outbound gateways"),
         choices=[
-            ("0", _("Off: all mail leaves through the domain's path")),
-            ("1", _("On: users may send an alias's mail through that address's own server")),
+            ("0", _("Not allowed: all mail leaves through the domain's path")),
+            ("1", _("Allowed: users may send an alias's mail through that address's own server")),
         ],
         coerce=lambda v: v == "1",
         widget=forms.RadioSelect,
@@ -29,8 +29,8 @@ class UnitPolicyForm(forms.Form):
         label=_("Per-user outbound gateways"),
         choices=[
             ("inherit", _("Inherit from the parent OU")),
-            ("allow", _("Allow")),
-            ("deny", _("Deny")),
+            ("allow", _("Allowed")),
+            ("deny", _("Not allowed")),
         ],
     )
 

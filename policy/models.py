@@ -12,8 +12,8 @@ class Setting(models.TextChoices):
     """What an admin chooses for one scope; the root OU cannot inherit."""
 
     INHERIT = "inherit", _("Inherit")
-    ALLOW = "allow", _("Allow")
-    DENY = "deny", _("Deny")
+    ALLOW = "allow", _("Allowed")
+    DENY = "deny", _("Not allowed")
 
     @classmethod
     def of(cls, allow: bool | None) -> Setting:

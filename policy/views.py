@@ -80,7 +80,6 @@ def domain_policy(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             "policy": policy,
             "form": form,
             "tree": tree_root(domain, show=_int(request.GET.get("open"))),
-            "changes": domain.policy_changes.all()[:10],
             **progress_context(domain),
         },
     )
@@ -127,12 +126,18 @@ def unit_policy(request: AuthenticatedRequest, pk: int, unit_pk: int) -> HttpRes
         )
     form = UnitPolicyForm(request.POST, prefix=f"unit{unit.pk}")
     if unit.is_root or not form.is_valid():
-        messages.error(request, _("Choose inherit, allow or deny for an OU below the top."))
+        messages.error(
+            request, _("Choose Inherit, Allowed or Not allowed for an OU below the top.")
+        )
     else:
         change = set_unit_policy(unit, Setting(form.cleaned_data["setting"]), request.user)
         _saved_message(request, change)
     # Back to the tree, opened down to this OU.
     return redirect(f"{reverse('domain_policy', args=[unit.domain_id])}?open={unit.pk}")
+
+
+# The policy page's "Recent changes"; the audit log pages through them all.
+RECENT_CHANGES = 10
 
 
 def progress_context(domain: Domain) -> dict:
@@ -144,6 +149,8 @@ def progress_context(domain: Domain) -> dict:
     shown = ([latest] if latest else []) + list(running)
     return {
         "domain": domain,
+        # "Recent changes" reads the same rows as the progress line, so both show one count.
+        "changes": domain.policy_changes.all()[:RECENT_CHANGES],
         "progress_changes": shown,
         "propagating": any(change.is_propagating for change in shown),
     }
@@ -153,7 +160,10 @@ def progress_context(domain: Domain) -> dict:
 def propagation_progress(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """htmx partial: propagation progress; polling stops once everything has been applied."""
     domain = get_domain_for_admin(request, pk)
-    return render(request, "policy/partials/progress.html", progress_context(domain))
+    # The change table rides along out of band: its row must not stay at "0 of 2" once the
+    # progress line says everything was applied.
+    context = {**progress_context(domain), "swap_oob": True}
+    return render(request, "policy/partials/progress.html", context)
 
 
 # Account, admin and gateway events: the latest ones (the policy changes above are paged).

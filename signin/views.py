@@ -15,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -131,7 +131,7 @@ def _complete_login(
                 "Your domain requires two-step verification for admins. Set it up now; from "
                 "%(date)s the console is closed to you without it."
             )
-            % {"date": timezone.localtime(due).strftime("%Y-%m-%d %H:%M")},
+            % {"date": dateformat.format(timezone.localtime(due), "Y-m-d H:i T")},
         )
         return redirect("security")
     return redirect(next_url or settings.LOGIN_REDIRECT_URL)

@@ -41,7 +41,7 @@ def expect_htmx_loaded(page) -> None:
 
 
 def set_gateway_policy(page, base: str, admin_email: str, on: bool) -> None:
-    """As the domain admin: open example.com's policy page, save On/Off, wait until applied."""
+    """As the domain admin: open example.com's policy page, save the setting, wait until applied."""
     log_in(page, base, admin_email)
     page.goto(f"{base}/domains/")
     page.get_by_role("link", name="example.com").click()
@@ -209,7 +209,7 @@ def test_admin_overrides_one_ou_and_watches_the_propagation_reach_the_end(
     # Back on the tree, opened down to Sales.
     expect(page.locator('[data-unit="EMEA"]')).to_contain_text("inherited from Sales")
     expect(page.locator('[data-unit="EMEA"] .effective')).to_have_text("Allowed")
-    expect(page.locator('[data-unit="example.com"] .effective')).to_have_text("Off")
+    expect(page.locator('[data-unit="example.com"] .effective')).to_have_text("Not allowed")
 
     # No worker yet: the page says honestly that nothing has been applied so far.
     progress = page.locator("#progress")
@@ -222,13 +222,17 @@ def test_admin_overrides_one_ou_and_watches_the_propagation_reach_the_end(
         re.compile(r"Applied to all 400 accounts at \d{4}-"), timeout=SLOW
     )
     expect(progress).not_to_have_attribute("hx-trigger", re.compile(".*"))  # polling stopped
+    # The "Recent changes" row follows the same poll: it shows the finished count, not "0 of 400".
+    expect(page.locator("#recent-changes tr[data-change] .propagation").first).to_have_text(
+        "400 accounts"
+    )
     assert set(
         Account.objects.filter(org_unit=sales).values_list("gateways_allowed", flat=True)
     ) == {True}
 
     page.get_by_role("link", name="Audit log").first.click()
     expect(page.locator("table.audit")).to_contain_text("example.com/Sales")
-    expect(page.locator("table.audit")).to_contain_text("Inherit → Allow")
+    expect(page.locator("table.audit")).to_contain_text("Inherit → Allowed")
 
 
 @pytest.mark.browser

@@ -71,7 +71,7 @@ def test_compose_respects_the_daily_limit(ann_client, settings):
     form = {"from_address": "ann@example.com", "to": "bob@elsewhere.test", "body": "x"}
     ann_client.post(reverse("compose"), form)
     response = ann_client.post(reverse("compose"), form)
-    assert "limit of 1 messages in 24 hours" in response.content.decode()
+    assert "limit of 1 message in 24 hours" in response.content.decode()  # singular
     assert Message.objects.count() == 1
 
 

@@ -178,7 +178,7 @@ def test_policy_page_shows_set_here_and_inherited_from(admin_client, people, sal
     root_row = page.split('data-unit="example.com"')[1].split("</div>")[0]
     assert "Allowed" in sales_row and "set here" in sales_row
     assert "Allowed" in emea_row and "inherited from Sales" in emea_row
-    assert "Off" in root_row and "set here" in root_row
+    assert "Not allowed" in root_row and "set here" in root_row
 
 
 def test_every_save_is_in_the_audit_log_filterable_by_ou_and_admin(admin_client, people, sales):

@@ -95,7 +95,8 @@ def test_the_owner_gets_the_partial_with_a_sentence_per_path(client, people, ann
     )
     assert "Through smtp.partner.org it passes SPF for partner.org." in html
     assert html.count("used now") == 1
-    assert html.index("used now") > html.index("Through smtp.partner.org")  # the gateway is used
+    used = html[html.index("data-in-use") :]
+    assert "smtp.partner.org" in used[: used.index("used now")]  # the gateway is the path used
     assert "not signed with DKIM yet" in html
 
 
@@ -105,7 +106,9 @@ def test_without_htmx_the_link_opens_a_whole_page(client, people, ann_alias, pub
     html = response.content.decode()
     assert "<html" in html
     # The policy does not allow per-user gateways: the domain path is the one used now.
-    assert html.index("used now") < html.index("Through smtp.partner.org")
+    used = html[html.index("data-in-use") :]
+    assert "example.com&#x27;s servers" in used[: used.index("used now")]
+    assert "<details open>" in html  # on its own page the reasons are shown at once
 
 
 def test_a_dns_timeout_renders_an_unknown_sentence_not_an_error(
@@ -237,3 +240,63 @@ def test_all_look_ups_of_a_check_share_one_deadline(people, ann_alias, settings)
     assert len(resolver.queries) == 1 and resolver.queries[0][1] <= 0.5
     facts = deliverability_checks.facts_of(DeliverabilityCheck.objects.get())
     assert facts.dmarc.status == "unknown" and facts.spf.result == "unknown"
+
+
+def summary_of(html: str) -> str:
+    return html[html.index("<summary>") : html.index("</summary>")]
+
+
+def test_the_verdict_is_one_line_for_the_path_used_and_the_reasons_wait_behind_it(
+    client, people, ann_alias, public_dns
+):
+    people.user.gateways_allowed = True
+    people.user.save()
+    login(client, people.user)
+    url = reverse("alias_deliverability", args=[ann_alias.pk])
+    html = checked(client, url, headers={"HX-Request": "true"}).content.decode()
+    summary = summary_of(html)
+    assert "Passes DMARC through smtp.partner.org" in summary
+    assert "state-sent" in summary
+    assert "<details>" in html  # closed in the send-as list: the sentences open on demand
+    assert "publishes p=reject" not in summary
+
+
+def test_not_authenticated_on_the_organisations_own_path_is_neutral_not_alarming(
+    client, people, public_dns
+):
+    alias = SendAsAlias.objects.create(
+        account=people.user, address="ann@partner.org", state=SendAsAlias.State.VERIFIED
+    )
+    public_dns({("_dmarc.partner.org", "TXT"): [txt("v=DMARC1; p=none")]})
+    login(client, people.user)
+    url = reverse("alias_deliverability", args=[alias.pk])
+    summary = summary_of(checked(client, url, headers={"HX-Request": "true"}).content.decode())
+    assert (
+        "Not authenticated through example.com&#x27;s servers: receivers may show "
+        "“on behalf of”" in summary
+    )
+    assert "state-" not in summary  # no orange, no red: the mail is delivered
+
+
+def test_a_failing_reject_policy_is_still_shown_as_a_problem(client, people, public_dns):
+    alias = SendAsAlias.objects.create(
+        account=people.user, address="ann@partner.org", state=SendAsAlias.State.VERIFIED
+    )
+    public_dns({("_dmarc.partner.org", "TXT"): [txt("v=DMARC1; p=reject")]})
+    login(client, people.user)
+    url = reverse("alias_deliverability", args=[alias.pk])
+    summary = summary_of(checked(client, url, headers={"HX-Request": "true"}).content.decode())
+    assert "Fails DMARC through example.com&#x27;s servers: receivers are likely to reject it" in (
+        summary
+    )
+    assert "state-failed" in summary
+
+
+def test_an_unconfirmed_alias_gets_no_deliverability_verdict(client, people, ann_alias, public_dns):
+    pending = SendAsAlias.objects.create(
+        account=people.user, address="ann@elsewhere.org", state=SendAsAlias.State.PENDING
+    )
+    login(client, people.user)
+    html = client.get(reverse("alias_list")).content.decode()
+    assert reverse("alias_deliverability", args=[ann_alias.pk]) in html
+    assert reverse("alias_deliverability", args=[pending.pk]) not in html

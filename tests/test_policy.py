@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from zoneinfo import ZoneInfo
+
 from django.urls import reverse
 
 from directory.models import Account
@@ -62,6 +65,50 @@ def test_finished_progress_stops_polling(client, people):
     partial = client.get(reverse("propagation_progress", args=[people.domain.pk])).content.decode()
     assert "Applied to all 2 accounts" in partial
     assert "hx-trigger" not in partial
+
+
+def test_the_progress_poll_also_refreshes_the_recent_changes_row_with_the_finished_count(
+    client, people
+):
+    change = set_domain_policy(people.domain, True, people.admin)
+    client.login(username=people.admin.email, password=PASSWORD)
+    page = client.get(reverse("domain_policy", args=[people.domain.pk])).content.decode()
+    assert "0 of 2" in page  # the row, before the worker ran
+
+    propagate(change.pk)
+    partial = client.get(reverse("propagation_progress", args=[people.domain.pk])).content.decode()
+    # The last poll carries the table out of band: htmx swaps it in next to the progress line.
+    table = partial[partial.index('id="recent-changes"') :]
+    assert 'hx-swap-oob="true"' in table[:60]
+    row = table[table.index(f'<tr data-change="{change.pk}"') :]
+    row = row[: row.index("</tr>")]
+    assert "2 accounts" in row and "0 of 2" not in row
+    assert "Not allowed → Allowed" in row
+
+
+def test_one_account_reads_in_the_singular(client, people):
+    people.user.delete()
+    change = set_domain_policy(people.domain, True, people.admin)
+    propagate(change.pk)
+    client.login(username=people.admin.email, password=PASSWORD)
+    page = client.get(reverse("domain_policy", args=[people.domain.pk])).content.decode()
+    assert "Applied to 1 account at" in page
+    assert "1 accounts" not in page
+    row = page[page.index(f'<tr data-change="{change.pk}"') :]
+    assert "1 account<" in row[: row.index("</tr>")]
+
+
+def test_policy_page_shows_times_with_the_time_zone(client, people, settings):
+    settings.TIME_ZONE = "Europe/Amsterdam"
+    change = set_domain_policy(people.domain, True, people.admin)
+    propagate(change.pk)
+    client.login(username=people.admin.email, password=PASSWORD)
+    page = client.get(reverse("domain_policy", args=[people.domain.pk])).content.decode()
+    change.refresh_from_db()
+    # One format, in the instance's zone, with the zone named: "2026-11-30 07:15 CET".
+    shown = change.finished_at.astimezone(ZoneInfo("Europe/Amsterdam"))
+    assert f"Applied to all 2 accounts at {shown.strftime('%Y-%m-%d %H:%M %Z')}." in page
+    assert re.search(r"<td>\d{4}-\d\d-\d\d \d\d:\d\d CES?T</td>", page)
 
 
 def test_two_quick_saves_end_in_the_state_of_the_last_one(people):
