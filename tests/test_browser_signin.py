@@ -152,6 +152,9 @@ def test_add_a_passkey_then_sign_in_with_it_alone(chromium_page, live_server, pe
     page.get_by_role("button", name="Add a passkey").click()
     expect(page.locator("#passkeys tbody tr")).to_have_count(1)  # the page reloads with it
     log_out(page)
+    # The passkey button works once the sign-in script has run (deferred, attached on load): on
+    # a busy machine a click right after the form shows would do nothing.
+    page.wait_for_load_state("load")
 
     page.get_by_role("button", name="Sign in with a passkey").click()
 
