@@ -19,12 +19,7 @@ from policy.models import PolicyChange
 
 from .models import Heartbeat
 
-LIVE_STATES = [
-    Message.State.QUEUED,
-    Message.State.SENDING,
-    Message.State.DEFERRED,
-    Message.State.HELD,
-]
+LIVE_STATES = Message.WAITING_STATES
 
 
 class DatabaseCollector:

@@ -38,14 +38,9 @@ class DeliveryFilter(forms.Form):
     account = forms.CharField(label=_("Sender"), required=False, max_length=254)
 
 
-# Sent and failed messages only pile up: the counters show those of the last day. The live states
-# (queued, sending, deferred, held) are counted whatever their age: that is the work still to do.
-LIVE_STATES = (
-    Message.State.QUEUED,
-    Message.State.SENDING,
-    Message.State.DEFERRED,
-    Message.State.HELD,
-)
+# Sent and failed messages only pile up: the counters show those of the last day. The waiting
+# states (queued, sending, deferred, held) are counted whatever their age: the work still to do.
+LIVE_STATES = Message.WAITING_STATES
 RECENT_WINDOW = timedelta(hours=24)
 
 

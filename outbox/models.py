@@ -33,14 +33,7 @@ class MessageQuerySet(models.QuerySet):
 
     def waiting(self) -> MessageQuerySet:
         """Accepted and not finished: what a worker will still (or may again) try to send."""
-        return self.filter(
-            state__in=[
-                Message.State.QUEUED,
-                Message.State.SENDING,
-                Message.State.DEFERRED,
-                Message.State.HELD,
-            ]
-        )
+        return self.filter(state__in=Message.WAITING_STATES)
 
     def for_domain(self, domain) -> MessageQuerySet:
         """The domain's messages, by their own ``domain`` column: no join through accounts."""
@@ -61,6 +54,9 @@ class Message(models.Model):
         FAILED = "failed", _("Failed")
         # The account was deactivated: nothing leaves until an admin chooses deliver or discard.
         HELD = "held", _("Held until an admin decides")
+
+    # Accepted and not finished (the others, sent and failed, are final).
+    WAITING_STATES = (State.QUEUED, State.SENDING, State.DEFERRED, State.HELD)
 
     account = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages"
