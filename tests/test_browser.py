@@ -40,6 +40,17 @@ def expect_htmx_loaded(page) -> None:
     page.wait_for_function("() => typeof window.htmx === 'object'")
 
 
+WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+def fits_the_width(page) -> None:
+    """What a phone user notices first: the page must not scroll sideways."""
+    scroll, client = page.evaluate(
+        "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    assert scroll <= client, f"{page.url} is {scroll} px wide in a {client} px window"
+
+
 def set_gateway_policy(page, base: str, admin_email: str, on: bool) -> None:
     """As the domain admin: open example.com's policy page, save the setting, wait until applied."""
     log_in(page, base, admin_email)
@@ -52,6 +63,7 @@ def set_gateway_policy(page, base: str, admin_email: str, on: bool) -> None:
     expect_htmx_loaded(page)
     # The progress line polls with htmx until the worker has propagated the change.
     expect(page.locator("#progress")).to_contain_text("Applied to all", timeout=SLOW)
+    fits_the_width(page)
     log_out(page)
 
 
@@ -72,6 +84,7 @@ def send_from_alias(page, base: str, subject: str, worker) -> str:
         expect(state).to_have_attribute("data-state", "sent", timeout=SLOW)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- worker log ---\n{worker.log.read_text()}") from None
+    fits_the_width(page)
     return page.locator("[data-route]").get_attribute("data-route")
 
 
@@ -88,10 +101,12 @@ def body_of(received) -> str:
 
 @pytest.mark.browser
 @pytest.mark.worker
+@pytest.mark.parametrize("width", WIDTHS)
 def test_admin_allows_gateways_and_user_alias_mail_goes_through_partner_server_in_browser(
-    chromium_page, live_server, people, smtp_peer, trust_test_ca, celery_worker, tmp_path
+    chromium_page, live_server, people, smtp_peer, trust_test_ca, celery_worker, tmp_path, width
 ):
     page = chromium_page
+    page.set_viewport_size(WIDTHS[width])  # the same story on a desktop and on a phone
     base = live_server.url
     gateway = smtp_peer("relay@example.com", "relay-secret")
     partner = smtp_peer("ann@partner.org", "partner-secret")
@@ -119,10 +134,12 @@ def test_admin_allows_gateways_and_user_alias_mail_goes_through_partner_server_i
     expect(transcript).to_contain_text("C: STARTTLS")
     expect(transcript).to_contain_text("C: AUTH PLAIN (credentials hidden)")
     expect(transcript).not_to_contain_text("mistyped")
+    fits_the_width(page)
     page.fill("#id_smtp_password", partner.password)  # write-only: never rendered back
     page.get_by_role("button", name="Add address").click()
     page.wait_for_url(re.compile(r"/settings/send-as/\d+/confirm/$"))
     expect(page.get_by_role("heading", name="Confirm ann@partner.org")).to_be_visible()
+    fits_the_width(page)
 
     # Sendgate mails the code (null envelope sender, not from Ann), through the domain gateway.
     [confirmation] = wait_for(
@@ -135,6 +152,7 @@ def test_admin_allows_gateways_and_user_alias_mail_goes_through_partner_server_i
     page.get_by_role("button", name="Confirm").click()
     expect(page.locator(".flash")).to_contain_text("ann@partner.org is confirmed.")
     expect(page.get_by_role("cell", name="Verified")).to_be_visible()
+    fits_the_width(page)
 
     # 3. Mail from the alias leaves through the partner's own server, without "on behalf of".
     route = send_from_alias(page, base, "Through my own server", celery_worker)
@@ -261,3 +279,25 @@ def test_admin_finds_an_ou_by_typing_part_of_its_path_and_creates_one_inside(
     page.get_by_role("button", name="Create OU").click()
     expect(page.locator(".flash")).to_contain_text("EMEA created")
     assert OrgUnit.objects.get(name="EMEA").parent == sales
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", WIDTHS)
+def test_renaming_an_ou_to_a_siblings_name_shows_why_on_desktop_and_phone(
+    chromium_page, live_server, people, width
+):
+    from directory.models import OrgUnit
+
+    page, base = chromium_page, live_server.url
+    page.set_viewport_size(WIDTHS[width])
+    root = people.domain.root_unit
+    OrgUnit.objects.create(domain=people.domain, parent=root, name="Sales")
+    support = OrgUnit.objects.create(domain=people.domain, parent=root, name="Support")
+    log_in(page, base, people.admin.email)
+    page.goto(f"{base}/domains/{people.domain.pk}/units/{support.pk}/")
+    page.fill("#id_rename-name", "Sales")
+    page.get_by_role("button", name="Rename").click()
+    expect(page.locator(".errorlist")).to_contain_text("already has an OU with this name")
+    fits_the_width(page)
+    support.refresh_from_db()
+    assert support.name == "Support"
