@@ -3,8 +3,9 @@
 
 Builds a throw-away domain on the configured database (DATABASE_URL, default: SQLite under a
 temporary var dir) with N accounts spread over 1 + 10 + 100 OUs, starts a real Celery worker
-process on the configured broker (its own queue), saves "allow" at the domain root and times
-until the change is fully applied. Prints figures; asserts nothing about speed.
+process on the configured broker (its own queue), sends it one wake-up for no change (so the
+broker and database connections are open, as in service), saves "allow" at the domain root and
+times until the change is fully applied. Prints figures; asserts nothing about speed.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/sendgate_bench \\
     CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
@@ -33,7 +34,10 @@ INSERT_BATCH = 5000
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=None, help="propagation batch size")
+    parser.add_argument("--batch-size", type=int, default=None, help="first batch's id span")
+    parser.add_argument(
+        "--batch-seconds", type=float, default=None, help="time a batch aims at (0: fixed size)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the bench domain afterwards")
     return parser.parse_args()
 
@@ -92,10 +96,14 @@ def build_domain(accounts: int):
     return domain, admin, len(units)
 
 
-def start_worker(log: Path, batch_size: int | None) -> subprocess.Popen:
+def start_worker(
+    log: Path, batch_size: int | None, batch_seconds: float | None
+) -> subprocess.Popen:
     env = dict(os.environ)
     if batch_size:
         env["SENDGATE_POLICY_BATCH_SIZE"] = str(batch_size)
+    if batch_seconds is not None:
+        env["SENDGATE_POLICY_BATCH_SECONDS"] = str(batch_seconds)
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -158,6 +166,7 @@ def main() -> None:
 
     from policy.models import PolicyChange
     from policy.service import set_domain_policy
+    from policy.tasks import propagate_policy
 
     call_command("migrate", verbosity=0)
     print(f"database={connection.vendor} broker={settings.CELERY_BROKER_URL.split(':')[0]}")
@@ -167,15 +176,27 @@ def main() -> None:
     print(f"built {args.accounts} accounts in {unit_count} OUs in {built:.1f}s")
 
     log = Path(settings.VAR_DIR) / "bench-worker.log"
-    worker = start_worker(log, args.batch_size)
+    worker = start_worker(log, args.batch_size, args.batch_seconds)
     try:
+        # Warm-up, as in service: the web process has its broker connection open and the worker
+        # its database connection. A wake-up for no change does both (its claim finds nothing).
+        publish = time.perf_counter()
+        propagate_policy.delay(0)
+        print(f"first_publish_seconds={time.perf_counter() - publish:.3f} (warm-up, not timed)")
+        time.sleep(1)
         rss_before = proc_status_kib(worker.pid, "VmRSS")
         saved = time.perf_counter()
         change = set_domain_policy(domain, True, admin)  # queues the task on commit
+        picked_up = None  # the worker's claim sets the lease: the task has arrived
         while True:
             done = PolicyChange.objects.filter(pk=change.pk, finished_at__isnull=False).first()
             if done is not None:
                 break
+            if (
+                picked_up is None
+                and PolicyChange.objects.filter(pk=change.pk, lease_until__isnull=False).exists()
+            ):
+                picked_up = time.perf_counter() - saved
             if worker.poll() is not None:
                 sys.exit(f"the worker died:\n{log.read_text()}")
             time.sleep(0.01)
@@ -187,6 +208,8 @@ def main() -> None:
         worker.wait(timeout=30)
     applied = done.accounts_applied
     print(f"propagation_seconds={seconds:.3f}")
+    if picked_up is not None:  # a propagation quicker than one poll may never show its lease
+        print(f"pickup_seconds<={picked_up:.3f}")
     print(f"accounts_applied={applied} of {done.accounts_total}")
     print(f"accounts_per_second={applied / seconds:,.0f}")
     print(f"worker_rss_before_mib={rss_before / 1024:.1f}")

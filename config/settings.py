@@ -392,9 +392,13 @@ CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 30
 # A message whose handling fails inside Sendgate (not at the peer) the same way this many times
 # in a row fails with a report, instead of being retried for days.
 SENDGATE_SAME_ERROR_LIMIT = env.int("SENDGATE_SAME_ERROR_LIMIT", default=3)
-# Policy propagation: accounts per UPDATE batch, and how long a worker holds a propagation before
-# beat may hand it to another (renewed after every batch).
+# Policy propagation: the first UPDATE batch spans this many account ids; batches then double
+# while one takes under half of SENDGATE_POLICY_BATCH_SECONDS and shrink again (never below the
+# first) when one takes longer, so each holds its row locks about that long (0: never grow).
+# The lease: how long a worker holds a propagation before beat may hand it to another (renewed
+# after every batch).
 SENDGATE_POLICY_BATCH_SIZE = env.int("SENDGATE_POLICY_BATCH_SIZE", default=5000)
+SENDGATE_POLICY_BATCH_SECONDS = env.float("SENDGATE_POLICY_BATCH_SECONDS", default=0.2)
 SENDGATE_POLICY_LEASE_SECONDS = env.int("SENDGATE_POLICY_LEASE_SECONDS", default=60)
 
 # --- OAuth 2.0 sign-in for users' SMTP servers (README: "Sign in with Microsoft or Google") -------

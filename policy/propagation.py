@@ -1,8 +1,9 @@
 """Propagation: write a recorded change's value to the accounts of the OUs it governs.
 
-It works in primary-key batches with set-based UPDATEs, and only where an account's
+It works in batches of account-id ranges with set-based UPDATEs, and only where an account's
 ``policy_version`` is older than the change's: so changes may run in any order, twice, or resume
-half-way, and the newest always wins.
+half-way, and the newest always wins. On PostgreSQL the account table leaves room on its pages
+(policy migration 0004), so these UPDATEs are heap-only and touch none of its indexes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
@@ -38,13 +39,33 @@ def _claim(change_id: int) -> bool:
     )
 
 
-def propagate(change_id: int, batch_size: int | None = None) -> None:
+def next_batch_size(size: int, seconds: float, first: int, target_seconds: float) -> int:
+    """The id span of the next batch: double while a batch is quick, back off when one is slow.
+
+    Each batch holds the row locks of its accounts until it commits (a sign-in that records its
+    time waits for them), so batches aim at ``target_seconds``; fewer, bigger batches spend less
+    on commits and bookkeeping. Never below ``first``; ``target_seconds=0`` keeps that size.
+    """
+    if seconds < target_seconds / 2:
+        return size * 2
+    if seconds > target_seconds:
+        return max(size // 2, first)
+    return size
+
+
+def propagate(
+    change_id: int, batch_size: int | None = None, batch_seconds: float | None = None
+) -> None:
     """Write a change's value to the accounts of the OUs it governs, batch by batch.
 
-    Each batch is one UPDATE over a primary-key range, committed together with the progress and
-    the resume cursor, so memory stays flat and a crash loses at most one batch of work.
+    A batch is one UPDATE over a range of account ids, committed together with the progress and
+    the resume cursor, so memory stays flat and a crash loses at most one batch of work. Ranges
+    grow and shrink with how long a batch takes (``next_batch_size``) and need no lookup of
+    where one ends; where a batch found nothing to write (at the start, a gap of other domains'
+    accounts, the end) one lookup finds the next account to write, or that there is none.
     """
-    batch_size = batch_size or settings.SENDGATE_POLICY_BATCH_SIZE
+    first = batch_size or settings.SENDGATE_POLICY_BATCH_SIZE
+    target = settings.SENDGATE_POLICY_BATCH_SECONDS if batch_seconds is None else batch_seconds
     if not _claim(change_id):
         return
     change = PolicyChange.objects.get(pk=change_id)
@@ -59,38 +80,53 @@ def propagate(change_id: int, batch_size: int | None = None) -> None:
         accounts_total=change.accounts_total,
         resumed_after=change.accounts_applied,
     )
-    governed = Account.objects.filter(org_unit_id__in=change.unit_ids)
-    cursor = change.cursor_pk
+    # Accounts at this version or a newer one already (moved meanwhile, or written by a newer
+    # change) are left alone; the progress counts the accounts this change wrote.
+    stale = Account.objects.filter(
+        org_unit_id__in=change.unit_ids, policy_version__lt=change.version
+    )
     lease = timedelta(seconds=settings.SENDGATE_POLICY_LEASE_SECONDS)
+    cursor, size, batches, applied = change.cursor_pk, first, 0, 0
     while True:
-        if PolicyChange.objects.filter(pk=change_id, superseded=True).exists():
-            event(log, "policy.propagation_superseded", change=change_id)
-            return
-        remaining = governed.filter(pk__gt=cursor)
-        last = remaining.order_by("pk").values_list("pk", flat=True)[batch_size - 1 : batch_size]
-        upper = last[0] if last else None
-        batch = remaining if upper is None else remaining.filter(pk__lte=upper)
+        lower = cursor
+        if applied == 0:
+            following = stale.filter(pk__gt=cursor).order_by("pk").values_list("pk", flat=True)
+            next_pk = following.first()
+            if next_pk is None:
+                break
+            lower = next_pk - 1  # none to write in between: skip the gap
+        upper = lower + size
+        began = time.monotonic()
         with transaction.atomic():
-            seen = batch_size if upper is not None else batch.count()
-            batch.filter(policy_version__lt=change.version).update(
+            applied = stale.filter(pk__gt=lower, pk__lte=upper).update(
                 gateways_allowed=change.applied_value, policy_version=change.version
             )
             # Compare-and-set on the cursor: if another worker took over (our lease ran out while
-            # we were stalled) it has moved on; undo this batch's bookkeeping and stop.
-            moved = PolicyChange.objects.filter(pk=change_id, cursor_pk=cursor).update(
-                cursor_pk=upper if upper is not None else cursor,
-                accounts_applied=change.accounts_applied + seen,
+            # we were stalled) it has moved on; if a newer change superseded this one, that
+            # change writes these accounts anyway. Either way undo this batch and stop.
+            moved = PolicyChange.objects.filter(
+                pk=change_id, cursor_pk=cursor, superseded=False
+            ).update(
+                cursor_pk=upper,
+                accounts_applied=F("accounts_applied") + applied,
                 lease_until=timezone.now() + lease,
             )
             if moved != 1:
                 transaction.set_rollback(True)
-                event(log, "policy.propagation_taken_over", change=change_id)
-                return
-        change.accounts_applied += seen
-        if upper is None:
-            break
+        if moved != 1:
+            superseded = PolicyChange.objects.filter(pk=change_id, superseded=True).exists()
+            event(
+                log,
+                "policy.propagation_superseded" if superseded else "policy.propagation_taken_over",
+                change=change_id,
+            )
+            return
+        change.accounts_applied += applied
+        batches += 1
         cursor = upper
-    PolicyChange.objects.filter(pk=change_id, finished_at__isnull=True).update(
+        size = next_batch_size(size, time.monotonic() - began, first, target)
+    # A change superseded meanwhile stays unfinished, like one that stopped at a batch.
+    PolicyChange.objects.filter(pk=change_id, finished_at__isnull=True, superseded=False).update(
         finished_at=timezone.now(),
         lease_until=None,
         accounts_total=Greatest("accounts_total", "accounts_applied"),
@@ -101,6 +137,7 @@ def propagate(change_id: int, batch_size: int | None = None) -> None:
         "policy.propagation_finished",
         change=change_id,
         accounts_applied=change.accounts_applied,
+        batches=batches,
         seconds=round(time.monotonic() - started, 3),
     )
 

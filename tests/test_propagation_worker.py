@@ -68,7 +68,11 @@ def test_worker_applies_a_root_change_but_not_to_a_sub_ou_that_overrides(people,
 def test_a_propagation_whose_worker_was_killed_is_resumed_by_beat(people, worker_factory, settings):
     add_accounts(people.domain, people.domain.root_unit, 3000, "bulk")
     # Small batches so the kill lands half-way; a short lease so beat may take over soon.
-    env = {"SENDGATE_POLICY_BATCH_SIZE": "5", "SENDGATE_POLICY_LEASE_SECONDS": "2"}
+    env = {
+        "SENDGATE_POLICY_BATCH_SIZE": "5",
+        "SENDGATE_POLICY_BATCH_SECONDS": "0",  # batches that stay small
+        "SENDGATE_POLICY_LEASE_SECONDS": "2",
+    }
     first = worker_factory(**env)
     change = set_domain_policy(people.domain, True, people.admin)
 
