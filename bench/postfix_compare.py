@@ -15,7 +15,8 @@ message accepted by a sink; every message must arrive or the run fails.
 
 Prints postfix_messages_per_second, sendgate_messages_per_second, ratio_vs_postfix (Sendgate
 over Postfix) and the load average; --record appends them to docs/benchmarks.md. Absolute
-figures on a shared machine vary; the ratio from one run is the comparison.
+figures on a shared machine vary; the ratio from one run is the comparison. --rounds N
+alternates the legs N times and adds the medians.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import atexit
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,12 +48,14 @@ from bench.throughput import (  # noqa: E402
     submit_unloaded,
 )
 
+Say = Callable[[str], None]  # prints a line of the report and keeps it for --record
+
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def postfix_leg(args: argparse.Namespace, out: list[str]) -> float:
+def postfix_leg(args: argparse.Namespace, say: Say) -> float:
     """Run the workload through Postfix; return its end-to-end messages per second."""
     reason = postfix_stack.available()
     if reason:
@@ -85,7 +90,7 @@ def postfix_leg(args: argparse.Namespace, out: list[str]) -> float:
         )
         senders = [(login, sender) for login, sender, _sink in plan]
         try:
-            return drive_postfix(args, stack.port, senders, sinks, str(ca_pem), out)
+            return drive_postfix(args, stack.port, senders, sinks, str(ca_pem), say)
         except TimeoutError as exc:
             sys.exit(f"Postfix leg: {exc}\n{stack.log_tail()}")
     finally:
@@ -113,7 +118,7 @@ def drive_postfix(
     senders: list[tuple[str, str]],
     sinks: Sinks,
     ca_file: str,
-    out: list[str],
+    say: Say,
 ) -> float:
     """Submit the workload as bench/throughput.py does; return the end-to-end rate.
 
@@ -134,13 +139,13 @@ def drive_postfix(
         )
     seqs = [s for s in range(first, first + args.messages) if s in sinks.accepted]
     rate = len(seqs) / (max(sinks.accepted[s] for s in seqs) - started)
-    out.append(f"postfix_intake_messages_per_second={args.messages / (intake_done - started):.0f}")
-    out.append(f"postfix_messages={args.messages} delivered={len(seqs)}")
-    out.append(f"postfix_messages_per_second={rate:.0f}")
+    say(f"postfix_intake_messages_per_second={args.messages / (intake_done - started):.0f}")
+    say(f"postfix_messages={args.messages} delivered={len(seqs)}")
+    say(f"postfix_messages_per_second={rate:.0f}")
     return rate
 
 
-def sendgate_leg(args: argparse.Namespace, out: list[str]) -> float:
+def sendgate_leg(args: argparse.Namespace, say: Say) -> float:
     """Run bench/throughput.py with the same workload; return its end-to-end rate."""
     command = [
         sys.executable,
@@ -156,8 +161,7 @@ def sendgate_leg(args: argparse.Namespace, out: list[str]) -> float:
         try:
             for line in child.stdout:
                 line = line.rstrip("\n")
-                print(f"  sendgate: {line}", flush=True)
-                out.append(f"sendgate: {line}")
+                say(f"sendgate: {line}")
                 for word in line.split():
                     key, _, value = word.partition("=")
                     figures[key] = value
@@ -174,7 +178,7 @@ def sendgate_leg(args: argparse.Namespace, out: list[str]) -> float:
             "reached the sinks"
         )
     rate = float(figures["end_to_end_messages_per_second"])
-    out.append(f"sendgate_messages_per_second={rate:.0f}")
+    say(f"sendgate_messages_per_second={rate:.0f}")
     return rate
 
 
@@ -190,6 +194,7 @@ def main() -> None:
         action="store_true",
         help="smtp_tls_connection_reuse = yes (Postfix does not reuse TLS connections by default)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the legs this often")
     parser.add_argument("--skip-postfix", action="store_true")
     parser.add_argument("--skip-sendgate", action="store_true")
     parser.add_argument("--record", action="store_true", help="append to docs/benchmarks.md")
@@ -197,24 +202,41 @@ def main() -> None:
     # A plain `kill` runs the finally blocks too: no Postfix or sink is left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
 
-    lines = [f"load_average_before={load_average()}"]
-    print(lines[0], flush=True)
-    postfix = sendgate = None
-    if not args.skip_postfix:
-        leg: list[str] = []
-        postfix = postfix_leg(args, leg)
-        leg.append(f"load_average_after_postfix={load_average()}")
-        print("\n".join(leg), flush=True)
-        lines += leg
-    if not args.skip_sendgate:
-        leg = []
-        sendgate = sendgate_leg(args, leg)
-        leg.append(f"load_average_after_sendgate={load_average()}")
-        print("\n".join(line for line in leg if not line.startswith("sendgate: ")), flush=True)
-        lines += leg
-    if postfix and sendgate:
-        lines.append(f"ratio_vs_postfix={sendgate / postfix:.2f}")
-        print(lines[-1])
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    say(f"load_average_before={load_average()}")
+    postfix: list[float] = []
+    sendgate: list[float] = []
+    for number in range(1, args.rounds + 1):
+        prefix = f"round {number}: " if args.rounds > 1 else ""
+
+        def say_in_round(line: str, prefix: str = prefix) -> None:
+            say(prefix + line)
+
+        if not args.skip_postfix:
+            postfix.append(postfix_leg(args, say_in_round))
+            say_in_round(f"load_average_after_postfix={load_average()}")
+        if not args.skip_sendgate:
+            sendgate.append(sendgate_leg(args, say_in_round))
+            say_in_round(f"load_average_after_sendgate={load_average()}")
+        if postfix and sendgate:
+            say_in_round(f"ratio_vs_postfix={sendgate[-1] / postfix[-1]:.2f}")
+    if args.rounds > 1:
+        # Legs alternate, so a change in the machine's load hits both: the median of the
+        # rounds' ratios is steadier than the ratio of the medians.
+        if postfix:
+            say(f"postfix_messages_per_second={statistics.median(postfix):.0f}")
+        if sendgate:
+            say(f"sendgate_messages_per_second={statistics.median(sendgate):.0f}")
+        if postfix and sendgate:
+            ratios = [s / p for p, s in zip(postfix, sendgate, strict=True)]
+            say(
+                f"ratio_vs_postfix={statistics.median(ratios):.2f} (median of {args.rounds} rounds)"
+            )
     if args.record:
         env = [
             f"{name}={os.environ[name]}"
