@@ -156,7 +156,11 @@ def sendgate_leg(args: argparse.Namespace, say: Say) -> float:
         f"--unloaded={args.unloaded}",
     ]
     figures: dict[str, str] = {}
-    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as child:
+    # Its own process group, so that an interrupted run can stop it and everything it started
+    # (listeners, workers, sinks) at once: throughput.py itself only cleans up after the load.
+    with subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
+    ) as child:
         assert child.stdout
         try:
             for line in child.stdout:
@@ -166,8 +170,7 @@ def sendgate_leg(args: argparse.Namespace, say: Say) -> float:
                     key, _, value = word.partition("=")
                     figures[key] = value
         except BaseException:
-            # An interrupt runs throughput.py's own clean-up (listeners, workers, sinks).
-            child.send_signal(signal.SIGINT)
+            os.killpg(child.pid, signal.SIGTERM)
             child.wait(timeout=60)
             raise
     if child.returncode != 0:
