@@ -89,10 +89,11 @@ def postfix_leg(args: argparse.Namespace, say: Say) -> float:
             tls_connection_reuse=args.postfix_tls_reuse,
         )
         senders = [(login, sender) for login, sender, _sink in plan]
-        try:
-            return drive_postfix(args, stack.port, senders, sinks, str(ca_pem), say)
-        except TimeoutError as exc:
-            sys.exit(f"Postfix leg: {exc}\n{stack.log_tail()}")
+        return drive_postfix(args, stack.port, senders, sinks, str(ca_pem), say)
+    except RuntimeError as exc:  # Postfix or Dovecot did not start; the logs are in the message
+        sys.exit(f"Postfix leg: {exc}")
+    except TimeoutError as exc:
+        sys.exit(f"Postfix leg: {exc}\n{stack.log_tail() if stack else ''}")
     finally:
         clean_up()
         atexit.unregister(clean_up)
