@@ -20,6 +20,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def listening(port: int) -> bool:
+    """Whether something accepts connections on ``port`` on loopback."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def isolated_env(name: str, recreate: bool = True) -> dict[str, str]:
     """Environment for the bench and its workers: own var/ dir, own queue, own database.
 

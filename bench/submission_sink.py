@@ -66,6 +66,8 @@ async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tl
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
         pass
+    except asyncio.CancelledError:
+        pass  # stopped with the peer mid-session (an interrupted run): nothing to report
     finally:
         writer.close()
 

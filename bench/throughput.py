@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (  # noqa: E402
     ROOT,
     free_port,
+    listening,
     peak_rss_mib,
     percentile,
     process_tree,
@@ -105,6 +106,21 @@ def _create_postgres_database(name: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def sender_plan(alias_sinks: int) -> list[tuple[str, str, int | None]]:
+    """(login, From address, index of the alias's sink or None for the domain gateway) per account.
+
+    Even accounts send as a verified alias, odd ones as their primary address.
+    """
+    plan: list[tuple[str, str, int | None]] = []
+    for i in range(ACCOUNTS):
+        login = f"user{i}@bench.test"
+        if i % 2:
+            plan.append((login, login, None))
+        else:
+            plan.append((login, f"user{i}@partner{i % alias_sinks}.test", i % alias_sinks))
+    return plan
+
+
 def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
     """Create the accounts; return (login, From address) per account."""
     from django.contrib.auth.hashers import make_password
@@ -149,22 +165,19 @@ def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
         AppPassword.objects.bulk_create(
             AppPassword(account=a, name="bench", password_hash=digest) for a in accounts
         )
-        senders = []
-        for i, account in enumerate(accounts):
-            if i % 2:
-                senders.append((account.email, account.email))
+        plan = sender_plan(len(alias_ports))
+        for account, (_login, sender, sink) in zip(accounts, plan, strict=True):
+            if sink is None:
                 continue
-            gateway = server(alias_ports[i % len(alias_ports)])
+            gateway = server(alias_ports[sink])
             gateway.save()
-            alias = f"user{i}@partner{i % len(alias_ports)}.test"
             SendAsAlias.objects.create(
                 account=account,
-                address=alias,
+                address=sender,
                 state=SendAsAlias.State.VERIFIED,
                 smtp_server=gateway,
             )
-            senders.append((account.email, alias))
-    return senders
+    return [(login, sender) for login, sender, _sink in plan]
 
 
 class Sinks:
@@ -206,9 +219,15 @@ def message(seq: int, sender: str) -> bytes:
 
 
 def client_session(
-    port: int, login: str, sender: str, seqs: list[int], submitted: dict, accepted_250: dict
+    port: int,
+    login: str,
+    sender: str,
+    seqs: list[int],
+    submitted: dict,
+    accepted_250: dict,
+    ca_file: str | None = None,
 ) -> None:
-    context = ssl.create_default_context(cafile=os.environ["SENDGATE_EXTRA_CA_FILE"])
+    context = ssl.create_default_context(cafile=ca_file or os.environ["SENDGATE_EXTRA_CA_FILE"])
     with smtplib.SMTP("localhost", port, timeout=120) as client:
         client.starttls(context=context)
         client.login(login, APP_PASSWORD)
@@ -216,6 +235,53 @@ def client_session(
             submitted[seq] = time.time()
             client.sendmail(sender, [f"rcpt{seq}@example.net"], message(seq, sender))
             accepted_250[seq] = time.time()
+
+
+def submit_unloaded(
+    port: int,
+    sender: tuple[str, str],
+    count: int,
+    sinks: Sinks | None,
+    submitted: dict,
+    accepted_250: dict,
+    ca_file: str | None = None,
+) -> None:
+    """Messages 0..count-1, one session each, each delivered (if ``sinks``) before the next."""
+    for seq in range(count):
+        client_session(port, *sender, [seq], submitted, accepted_250, ca_file)
+        if sinks and not sinks.wait_for(seq + 1, timeout=30):
+            sys.exit("unloaded phase: a message did not reach its sink within 30 s")
+
+
+def session_plan(
+    senders: list[tuple[str, str]], messages: int, per_session: int, first: int
+) -> list[tuple[str, str, list[int]]]:
+    """Sessions of ``per_session`` messages numbered from ``first``; accounts round-robin."""
+    batches = []
+    for number, start in enumerate(range(0, messages, per_session)):
+        login, sender = senders[(number * 7) % len(senders)]
+        seqs = list(range(first + start, first + min(start + per_session, messages)))
+        batches.append((login, sender, seqs))
+    return batches
+
+
+def submit_sessions(
+    port: int,
+    batches: list[tuple[str, str, list[int]]],
+    sessions: int,
+    submitted: dict,
+    accepted_250: dict,
+    ca_file: str | None = None,
+) -> float:
+    """Run the sessions, ``sessions`` at a time; return when the first one started."""
+    started = time.time()
+    with ThreadPoolExecutor(sessions) as pool:
+        for future in [
+            pool.submit(client_session, port, *batch, submitted, accepted_250, ca_file)
+            for batch in batches
+        ]:
+            future.result()
+    return started
 
 
 def peak_memory_mb(pid: int, children: bool = False) -> float:
@@ -261,33 +327,25 @@ def main() -> None:
     ]
     workers = start_workers(env, args.workers, args.concurrency, var_dir / "worker")
     try:
-        time.sleep(6)  # listeners bound and workers ready
+        time.sleep(6)  # workers ready
+        deadline = time.monotonic() + 60  # a busy machine can take longer to start listeners
+        while not listening(port):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in listeners):
+                sys.exit("the submission listeners did not start")
+            time.sleep(0.2)
         submitted: dict[int, float] = {}
         accepted_250: dict[int, float] = {}
 
         # Unloaded latency: one message at a time, each delivered before the next is submitted.
         delivering = args.workers > 0  # --workers 0 measures the intake alone
-        login, sender = senders[0]
-        for seq in range(args.unloaded):
-            client_session(port, login, sender, [seq], submitted, accepted_250)
-            if delivering and not sinks.wait_for(seq + 1, timeout=30):
-                sys.exit("unloaded phase: a message did not reach its sink within 30 s")
+        submit_unloaded(
+            port, senders[0], args.unloaded, sinks if delivering else None, submitted, accepted_250
+        )
         unloaded_intake = [accepted_250[s] - submitted[s] for s in range(args.unloaded)]
 
-        # Load: sessions of --per-session messages, --sessions at a time, accounts round-robin.
         first = args.unloaded
-        batches = []
-        for number, start in enumerate(range(0, args.messages, args.per_session)):
-            login, sender = senders[(number * 7) % len(senders)]
-            seqs = list(range(first + start, first + min(start + args.per_session, args.messages)))
-            batches.append((login, sender, seqs))
-        started = time.time()
-        with ThreadPoolExecutor(args.sessions) as pool:
-            for future in [
-                pool.submit(client_session, port, *batch, submitted, accepted_250)
-                for batch in batches
-            ]:
-                future.result()
+        batches = session_plan(senders, args.messages, args.per_session, first)
+        started = submit_sessions(port, batches, args.sessions, submitted, accepted_250)
         intake_done = time.time()
         intake = [accepted_250[s] - submitted[s] for s in range(first, first + args.messages)]
         print(f"intake_messages_per_second={args.messages / (intake_done - started):.0f}")
