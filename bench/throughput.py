@@ -223,6 +223,27 @@ def peak_memory_mb(pid: int, children: bool = False) -> float:
     return sum(peak_rss_mib(p) for p in (process_tree(pid) if children else [pid]))
 
 
+def wait_for_listener(port: int, listeners: list[subprocess.Popen], timeout: float = 120) -> None:
+    """Until the port greets (a loaded machine starts Django slowly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for process in listeners):
+            sys.exit("a listener exited at start")
+        try:
+            smtplib.SMTP("localhost", port, timeout=10).quit()
+            time.sleep(1)  # the other listeners are a moment behind the first
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"no listener on port {port} after {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process used so far: on a shared machine, a steadier figure than time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10000)
@@ -234,6 +255,11 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=4, help="prefork children each")
     parser.add_argument("--unloaded", type=int, default=50, help="messages for unloaded latency")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write a cProfile (all threads) and the SQL statement count of each listener here",
+    )
     args = parser.parse_args()
 
     var_dir = Path(tempfile.mkdtemp(prefix="sendgate-bench-"))
@@ -250,18 +276,24 @@ def main() -> None:
 
     sinks = Sinks(var_dir / "localhost.pem", [gateway_port, *alias_ports])
     port = free_port()
+    command = ["submission", "--reuse-port", "--port", str(port)]
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     listeners = [
         subprocess.Popen(
-            [sys.executable, "manage.py", "submission", "--reuse-port", "--port", str(port)],
+            [sys.executable, "bench/profile_process.py", f"{args.profile}/listener{i}", *command]
+            if args.profile
+            else [sys.executable, "manage.py", *command],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
         )
-        for _ in range(args.listeners)
+        for i in range(args.listeners)
     ]
     workers = start_workers(env, args.workers, args.concurrency, var_dir / "worker")
     try:
-        time.sleep(6)  # listeners bound and workers ready
+        wait_for_listener(port, listeners)
+        time.sleep(6 if args.workers else 0)  # workers ready
         submitted: dict[int, float] = {}
         accepted_250: dict[int, float] = {}
 
@@ -305,6 +337,9 @@ def main() -> None:
             print(f"latency_p99_ms={percentile(latencies, 0.99) * 1000:.0f}")
             print(f"unloaded_latency_p50_ms={statistics.median(unloaded) * 1000:.1f}")
         print(f"unloaded_submit_to_250_p50_ms={statistics.median(unloaded_intake) * 1000:.1f}")
+        listener_cpu = sum(cpu_seconds(process.pid) for process in listeners)
+        per_message = listener_cpu / (args.unloaded + args.messages)
+        print(f"listener_cpu_ms_per_message={per_message * 1000:.2f}")
         for i, process in enumerate(listeners):
             print(f"peak_memory_mb[submission {i}]={peak_memory_mb(process.pid):.0f}")
         for i, process in enumerate(workers):
