@@ -395,7 +395,7 @@ class SubmissionHandler:
             await server.refuse_for_account()
             return AuthResult(success=False, handled=True)
         server.counted_account = match.account.pk
-        await in_db(credentials.record_use, match)
+        await in_db(credentials.record_use, match, password)
         log.info("submission AUTH ok for %s from %s", match.account.email, ip)
         return AuthResult(success=True, auth_data=Identity(match.account, login, match.pk))
 
