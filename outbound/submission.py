@@ -93,18 +93,25 @@ def check_recipient_count(count: int) -> None:
         )
 
 
-def over_daily_limit(account: Account) -> bool:
+def sent_today(account: Account) -> int:
+    """Messages the account queued in the last 24 hours; Sendgate's own reports to it do not
+    use up its quota."""
     since = timezone.now() - timedelta(days=1)
-    # Sendgate's own reports to the account do not use up its quota.
-    sent = Message.objects.filter(
+    return Message.objects.filter(
         account=account, kind=Message.Kind.MAIL, created_at__gte=since
     ).count()
+
+
+def over_daily_limit(account: Account, sent: int | None = None) -> bool:
+    """``sent``: the count if the caller knows it (a submission session keeps one)."""
+    if sent is None:
+        sent = sent_today(account)
     return sent >= settings.SENDGATE_DAILY_MESSAGE_LIMIT
 
 
-def check_daily_limit(account: Account) -> None:
+def check_daily_limit(account: Account, sent: int | None = None) -> None:
     # Temporary: the same message is accepted once the oldest of the day's messages ages out.
-    if over_daily_limit(account):
+    if over_daily_limit(account, sent):
         raise Refused(
             ngettext(
                 "451 4.7.1 You reached your limit of %(limit)d message in 24 hours; try later",
@@ -150,19 +157,26 @@ def submit(
     recipients: list[str],
     content: bytes | BinaryIO,
     received: str,
+    *,
+    allowed: set[str] | None = None,
+    sent: int | None = None,
+    wake: bool = True,
 ) -> Message:
     """Check everything, then commit the message to the outbox; refuse with ``Refused``.
 
     ``content`` may be a file (the listener spools big messages to disk): only its header is
     held in memory; the rest goes into the outbox row a chunk at a time. ``received`` is the
-    ``Received:`` value up to the date, which is added here.
+    ``Received:`` value up to the date, which is added here. A caller that knows the account's
+    ``allowed`` senders and the messages it ``sent`` today passes them (no query for either);
+    ``wake=False`` leaves waking a worker to the caller (the listener wakes one per group).
     """
     check_domain_verified(account)
     if isinstance(content, bytes):
         content = io.BytesIO(content)
     size = content.seek(0, io.SEEK_END)
     content.seek(0)
-    allowed = allowed_senders(account)  # one query for the envelope and the From header
+    if allowed is None:
+        allowed = allowed_senders(account)  # one query for the envelope and the From header
     check_sender(account, envelope_from, allowed)
     if not recipients:
         raise Refused(_("554 5.5.1 No valid recipients"))
@@ -170,7 +184,7 @@ def submit(
     check_recipient_count(len(recipients))
     if size > settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES:
         raise Refused(_("552 5.3.4 Message too big"))
-    check_daily_limit(account)
+    check_daily_limit(account, sent)
     head, past_head = _split_off_header(content)
     try:
         from_address = check_sender(account, from_header_address(head), allowed)
@@ -197,5 +211,12 @@ def submit(
     subject = " ".join(str(headers["subject"] or "").split())  # unfolded, no control characters
     rest = iter(lambda: content.read(CHUNK), b"")
     return queue(
-        account, from_address, recipients, subject, message_id[:255], head + past_head, rest
+        account,
+        from_address,
+        recipients,
+        subject,
+        message_id[:255],
+        head + past_head,
+        rest,
+        wake=wake,
     )
