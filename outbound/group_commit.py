@@ -23,6 +23,7 @@ from outbox.models import Message
 from outbox.queue import wake_up
 
 from . import credentials
+from .submission import Refused
 
 log = logging.getLogger("sendgate.submission")
 
@@ -63,6 +64,8 @@ MAX_GROUP = 200
 
 def store_group(submissions: list[Submission]) -> list[Outcome]:
     """Store each submission in its own savepoint of one transaction; commit once."""
+    if len(submissions) == 1:
+        return [_store_alone(submissions[0])]
     outcomes: list[Outcome] = []
     with transaction.atomic():
         # Checked afresh (not from a session's cache) right before the commit: no message is
@@ -78,6 +81,18 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
             except Exception as exc:  # noqa: BLE001 - recorded on this message, answered alone
                 outcomes.append(exc)
     return outcomes
+
+
+def _store_alone(submission: Submission) -> Outcome:
+    """A lone message needs no savepoint (two round trips): its failure rolls back only itself.
+    A refusal is its outcome; any other error is raised, as a failed commit would be."""
+    try:
+        with transaction.atomic():
+            if not credentials.valid_app_password_ids({submission.app_password_id}):
+                return None
+            return submission.store()
+    except Refused as refusal:
+        return refusal
 
 
 class GroupCommit:
@@ -104,7 +119,6 @@ class GroupCommit:
             try:
                 outcomes = await in_db(store_group, [submission for submission, _ in group])
             except Exception as exc:  # noqa: BLE001 - nothing of the group is stored: all get it
-                log.exception("submission: a group of %d messages was not committed", len(group))
                 for _submission, future in group:
                     future.set_exception(exc)
                 continue
@@ -117,7 +131,7 @@ class GroupCommit:
 # At most one wake-up per this many seconds per listener process: a worker's ``deliver_due``
 # takes everything due, so more would only cost the broker and the listener's CPU (each publish
 # is milliseconds of kombu).
-WAKE_UP_INTERVAL = 0.05
+WAKE_UP_INTERVAL = 0.1
 
 
 class WakeUps:

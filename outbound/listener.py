@@ -470,7 +470,8 @@ class SubmissionHandler:
         started = time.monotonic()
         try:
             outcome = await self.group_commit.store(Submission(identity.app_password_id, store))
-        except Exception:  # the group's commit failed: nothing of it is stored
+        except Exception:  # the message or its group's commit failed: it is not stored
+            log.exception("submission from %s not stored", identity.login)
             return _("451 4.3.0 Could not store the message; try again later")
         if isinstance(outcome, Refused):
             return outcome.reply

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from email.headerregistry import Address
+from email.message import EmailMessage
 from email.parser import Parser
 from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid
@@ -122,12 +123,16 @@ def check_daily_limit(account: Account, sent: int | None = None) -> None:
         )
 
 
+def _parse_header(head: bytes) -> EmailMessage:
+    return Parser(policy=default_policy).parsestr(head.decode("utf-8", "replace"), headersonly=True)
+
+
 def from_header_address(raw: bytes) -> str:
     """The one address in the message's From header, or refuse."""
-    head, _rest = split_header(raw)
-    headers = Parser(policy=default_policy).parsestr(
-        head.decode("utf-8", "replace"), headersonly=True
-    )
+    return _from_address(_parse_header(split_header(raw)[0]))
+
+
+def _from_address(headers: EmailMessage) -> str:
     fields = headers.get_all("from") or []
     addresses: tuple[Address, ...] = fields[0].addresses if len(fields) == 1 else ()
     if len(addresses) != 1 or not addresses[0].addr_spec:
@@ -186,8 +191,9 @@ def submit(
         raise Refused(_("552 5.3.4 Message too big"))
     check_daily_limit(account, sent)
     head, past_head = _split_off_header(content)
+    headers = _parse_header(head)  # once: parsing is most of a small message's CPU here
     try:
-        from_address = check_sender(account, from_header_address(head), allowed)
+        from_address = check_sender(account, _from_address(headers), allowed)
     except Refused as refusal:
         if refusal.code == 501:
             raise Refused(_("550 5.7.1 The From header holds no valid address")) from None
@@ -195,9 +201,6 @@ def submit(
             _("550 5.7.1 The From header must be your primary address or a verified send-as alias")
         ) from None
 
-    headers = Parser(policy=default_policy).parsestr(
-        head.decode("utf-8", "replace"), headersonly=True
-    )
     now = timezone.now()
     added = [f"Received: {received}; {format_datetime(now)}"]
     if headers["date"] is None:
