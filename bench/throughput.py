@@ -276,7 +276,8 @@ def main() -> None:
 
     sinks = Sinks(var_dir / "localhost.pem", [gateway_port, *alias_ports])
     port = free_port()
-    command = ["submission", "--reuse-port", "--port", str(port)]
+    # --listeners is the number of processes: each one process (not one per core).
+    command = ["submission", "--reuse-port", "--processes", "1", "--port", str(port)]
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     listeners = [

@@ -164,8 +164,27 @@ def test_a_message_of_a_revoked_login_in_a_group_is_refused_and_the_others_are_s
 
 
 @pytest.fixture
-def listener_process(pki, settings, tmp_path):
+def listener_process(start_listener_process):
+    return start_listener_process(1)
+
+
+@pytest.fixture
+def start_listener_process(pki, tmp_path):
     """``manage.py submission`` as a process of its own (it can be SIGKILLed), plain on loopback."""
+    started = []
+
+    def start(processes: int) -> tuple[subprocess.Popen, int]:
+        started.append(_start_listener_process(pki, tmp_path, processes))
+        return started[-1]
+
+    yield start
+    for process, _port in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def _start_listener_process(pki, tmp_path, processes: int) -> tuple[subprocess.Popen, int]:
     certificate = tmp_path / "localhost.pem"
     pki.ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
         str(certificate)
@@ -182,7 +201,8 @@ def listener_process(pki, settings, tmp_path):
     log = tmp_path / "listener.log"
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "manage.py", "submission", "--port", str(port)],
+            [sys.executable, "manage.py", "submission", "--processes", str(processes)]
+            + ["--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -198,10 +218,7 @@ def listener_process(pki, settings, tmp_path):
             return False
 
     wait_for(greets, what="the listener to greet")
-    yield process, port
-    if process.poll() is None:
-        process.kill()
-    process.wait()
+    return process, port
 
 
 def test_a_sigkilled_listener_loses_no_message_it_answered_250(listener_process, ann):
@@ -234,3 +251,22 @@ def test_a_sigkilled_listener_loses_no_message_it_answered_250(listener_process,
 
     assert len(set(answered)) == len(answered)
     assert Message.objects.filter(pk__in=answered).count() == len(answered)
+
+
+def test_the_listener_runs_several_processes_on_one_port_and_stops_them_all(
+    start_listener_process, ann
+):
+    parent, port = start_listener_process(2)
+    children_file = Path(f"/proc/{parent.pid}/task/{parent.pid}/children")
+    [child] = wait_for(lambda: children_file.read_text().split(), what="the second process")
+    for _ in range(4):  # the kernel spreads connections over both processes
+        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        client.login(ann.email, ann.app_password)
+        assert client.sendmail("ann@example.com", ["bob@elsewhere.test"], mail()) == {}
+        client.quit()
+    assert Message.objects.count() == 4
+
+    parent.terminate()
+
+    assert parent.wait(timeout=30) == 0
+    assert not Path(f"/proc/{child}").exists()  # ended, and reaped by the parent
