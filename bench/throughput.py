@@ -107,12 +107,12 @@ def _create_postgres_database(name: str) -> None:
 
 def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
     """Create the accounts; return (login, From address) per account."""
-    from django.contrib.auth.hashers import make_password
     from django.db import transaction
     from django.utils import timezone
 
     from directory.models import Account, Domain, OrgUnit
     from gateways.models import SendAsAlias, SmtpServer
+    from outbound.credentials import keyed_hash
     from outbound.models import AppPassword
     from policy.models import OutboundPolicy
 
@@ -144,8 +144,8 @@ def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
             )
             for i in range(ACCOUNTS)
         )
-        # One hash for all: the bench measures logins, not 1,000 slow hash computations up front.
-        digest = make_password(APP_PASSWORD)
+        # One hash for all, as create_app_password stores it (a keyed hash, not PBKDF2).
+        digest = keyed_hash(APP_PASSWORD)
         AppPassword.objects.bulk_create(
             AppPassword(account=a, name="bench", password_hash=digest) for a in accounts
         )
