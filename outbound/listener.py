@@ -204,13 +204,13 @@ class SubmissionSMTP(SMTP):
         self.counted_account: int | None = None
         self.login_revoked = False
         self._valid_until = 0.0  # time.monotonic() up to which the last check holds
-        self._sender_rules: SenderRules | None = None
+        self.known_sender_rules: SenderRules | None = None
 
     async def sender_rules(self, account: Account) -> SenderRules:
         """The session's ``SenderRules``, read again once they are RECHECK_SECONDS old."""
-        rules = self._sender_rules
+        rules = self.known_sender_rules
         if rules is None or time.monotonic() >= rules.read_until:
-            rules = self._sender_rules = await in_db(_read_sender_rules, account)
+            rules = self.known_sender_rules = await in_db(_read_sender_rules, account)
         return rules
 
     async def login_still_valid(self) -> bool:
@@ -406,7 +406,13 @@ class SubmissionHandler:
             await server.refuse_for_account()
             return AuthResult(success=False, handled=True)
         server.counted_account = match.account.pk
-        await in_db(credentials.record_use, match, password)
+
+        def logged_in() -> SenderRules:
+            credentials.record_use(match, password)
+            # Read now, in the same trip to the database thread: the first MAIL need not wait.
+            return _read_sender_rules(match.account)
+
+        server.known_sender_rules = await in_db(logged_in)
         log.info("submission AUTH ok for %s from %s", match.account.email, ip)
         return AuthResult(success=True, auth_data=Identity(match.account, login, match.pk))
 
