@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (  # noqa: E402
     ROOT,
     free_port,
-    listening,
     peak_rss_mib,
     percentile,
     process_tree,
@@ -123,12 +122,12 @@ def sender_plan(alias_sinks: int) -> list[tuple[str, str, int | None]]:
 
 def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
     """Create the accounts; return (login, From address) per account."""
-    from django.contrib.auth.hashers import make_password
     from django.db import transaction
     from django.utils import timezone
 
     from directory.models import Account, Domain, OrgUnit
     from gateways.models import SendAsAlias, SmtpServer
+    from outbound.credentials import keyed_hash
     from outbound.models import AppPassword
     from policy.models import OutboundPolicy
 
@@ -160,8 +159,8 @@ def seed(gateway_port: int, alias_ports: list[int]) -> list[tuple[str, str]]:
             )
             for i in range(ACCOUNTS)
         )
-        # One hash for all: the bench measures logins, not 1,000 slow hash computations up front.
-        digest = make_password(APP_PASSWORD)
+        # One hash for all, as create_app_password stores it (a keyed hash, not PBKDF2).
+        digest = keyed_hash(APP_PASSWORD)
         AppPassword.objects.bulk_create(
             AppPassword(account=a, name="bench", password_hash=digest) for a in accounts
         )
@@ -289,6 +288,27 @@ def peak_memory_mb(pid: int, children: bool = False) -> float:
     return sum(peak_rss_mib(p) for p in (process_tree(pid) if children else [pid]))
 
 
+def wait_for_listener(port: int, listeners: list[subprocess.Popen], timeout: float = 120) -> None:
+    """Until the port greets (a loaded machine starts Django slowly)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(process.poll() is not None for process in listeners):
+            sys.exit("a listener exited at start")
+        try:
+            smtplib.SMTP("localhost", port, timeout=10).quit()
+            time.sleep(1)  # the other listeners are a moment behind the first
+            return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"no listener on port {port} after {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process used so far: on a shared machine, a steadier figure than time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10000)
@@ -300,6 +320,11 @@ def main() -> None:
     )
     parser.add_argument("--concurrency", type=int, default=4, help="prefork children each")
     parser.add_argument("--unloaded", type=int, default=50, help="messages for unloaded latency")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write a cProfile (all threads) and the SQL statement count of each listener here",
+    )
     args = parser.parse_args()
 
     var_dir = Path(tempfile.mkdtemp(prefix="sendgate-bench-"))
@@ -316,23 +341,25 @@ def main() -> None:
 
     sinks = Sinks(var_dir / "localhost.pem", [gateway_port, *alias_ports])
     port = free_port()
+    # --listeners is the number of processes: each one process (not one per core).
+    command = ["submission", "--reuse-port", "--processes", "1", "--port", str(port)]
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     listeners = [
         subprocess.Popen(
-            [sys.executable, "manage.py", "submission", "--reuse-port", "--port", str(port)],
+            [sys.executable, "bench/profile_process.py", f"{args.profile}/listener{i}", *command]
+            if args.profile
+            else [sys.executable, "manage.py", *command],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
         )
-        for _ in range(args.listeners)
+        for i in range(args.listeners)
     ]
     workers = start_workers(env, args.workers, args.concurrency, var_dir / "worker")
     try:
-        time.sleep(6)  # workers ready
-        deadline = time.monotonic() + 60  # a busy machine can take longer to start listeners
-        while not listening(port):
-            if time.monotonic() > deadline or any(p.poll() is not None for p in listeners):
-                sys.exit("the submission listeners did not start")
-            time.sleep(0.2)
+        wait_for_listener(port, listeners)
+        time.sleep(6 if args.workers else 0)  # workers ready
         submitted: dict[int, float] = {}
         accepted_250: dict[int, float] = {}
 
@@ -363,6 +390,9 @@ def main() -> None:
             print(f"latency_p99_ms={percentile(latencies, 0.99) * 1000:.0f}")
             print(f"unloaded_latency_p50_ms={statistics.median(unloaded) * 1000:.1f}")
         print(f"unloaded_submit_to_250_p50_ms={statistics.median(unloaded_intake) * 1000:.1f}")
+        listener_cpu = sum(cpu_seconds(process.pid) for process in listeners)
+        per_message = listener_cpu / (args.unloaded + args.messages)
+        print(f"listener_cpu_ms_per_message={per_message * 1000:.2f}")
         for i, process in enumerate(listeners):
             print(f"peak_memory_mb[submission {i}]={peak_memory_mb(process.pid):.0f}")
         for i, process in enumerate(workers):

@@ -460,6 +460,10 @@ SENDGATE_SUBMISSION_MAX_SESSIONS_PER_ACCOUNT = env.int(
     "SENDGATE_SUBMISSION_MAX_SESSIONS_PER_ACCOUNT", default=10
 )
 SENDGATE_SUBMISSION_MAX_RECIPIENTS = env.int("SENDGATE_SUBMISSION_MAX_RECIPIENTS", default=100)
+# Listener processes sharing the ports (SO_REUSEPORT): each stores its messages in one database
+# thread, so one per core uses the machine; 0 means one per core. The session caps above hold per
+# process.
+SENDGATE_SUBMISSION_PROCESSES = env.int("SENDGATE_SUBMISSION_PROCESSES", default=0)
 # Messages one account may submit in any 24 hours (SMTP, sendmail and compose together).
 SENDGATE_DAILY_MESSAGE_LIMIT = env.int("SENDGATE_DAILY_MESSAGE_LIMIT", default=2000)
 # Login throttling: this many failures within the window from one IP address, or for one login

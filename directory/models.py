@@ -9,6 +9,7 @@ from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -238,6 +239,9 @@ class Account(AbstractBaseUser, PermissionsMixin):
             models.Index(fields=["domain", "org_unit", "email"], name="account_domain_unit_email"),
             # An OU's members page through by address.
             models.Index(fields=["org_unit", "email", "id"], name="account_unit_email"),
+            # A submission login looks the account up by address in any case (email__iexact,
+            # which is UPPER(email) = UPPER(%s) on PostgreSQL): without this, a table scan.
+            models.Index(Upper("email"), name="account_email_upper"),
         ]
 
     USERNAME_FIELD = "email"

@@ -7,6 +7,8 @@ can rotate: every configured key decrypts, the first one encrypts.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import os
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -20,7 +22,7 @@ class SecretUnreadable(Exception):
 
 
 @functools.lru_cache(maxsize=4)
-def _parse_keys(spec: str, key_file: str) -> tuple[tuple[str, Fernet], ...]:
+def _raw_keys(spec: str, key_file: str) -> tuple[tuple[str, str], ...]:
     if not spec:
         spec = _demo_key(key_file)
     keys = []
@@ -28,8 +30,13 @@ def _parse_keys(spec: str, key_file: str) -> tuple[tuple[str, Fernet], ...]:
         key_id, sep, key = item.strip().partition(":")
         if not sep or not key_id or not key:
             raise ImproperlyConfigured("SENDGATE_SECRETS_KEYS must look like 'id:fernetkey,...'.")
-        keys.append((key_id, Fernet(key.encode())))
+        keys.append((key_id, key))
     return tuple(keys)
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_keys(spec: str, key_file: str) -> tuple[tuple[str, Fernet], ...]:
+    return tuple((key_id, Fernet(key.encode())) for key_id, key in _raw_keys(spec, key_file))
 
 
 def _demo_key(key_file: str) -> str:
@@ -67,6 +74,21 @@ def decrypt(stored: str) -> str:
 
 def current_key_id() -> str:
     return keyring()[0][0]
+
+
+@functools.lru_cache(maxsize=8)
+def _derived(spec: str, key_file: str, purpose: str) -> tuple[tuple[str, bytes], ...]:
+    return tuple(
+        (key_id, hmac.new(key.encode(), purpose.encode(), hashlib.sha256).digest())
+        for key_id, key in _raw_keys(spec, key_file)
+    )
+
+
+def derived_keys(purpose: str) -> tuple[tuple[str, bytes], ...]:
+    """(key id, key) per configured key, newest first: a key of its own for ``purpose`` (e.g.
+    keyed hashes of app passwords), derived from each encryption key so it rotates with them."""
+    key_file = str(settings.SENDGATE_SECRETS_KEY_FILE)
+    return _derived(settings.SENDGATE_SECRETS_KEYS, key_file, purpose)
 
 
 class EncryptedTextField(models.TextField):

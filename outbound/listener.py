@@ -1,7 +1,8 @@
 """The SMTP submission listener (aiosmtpd): STARTTLS, AUTH with app passwords, then ``submit``.
 
 aiosmtpd runs the protocol on an asyncio loop; every database step runs in Django's one
-sync thread (``sync_to_async``), and password hashing in a worker thread so it stalls nobody.
+sync thread (``in_db``), and password hashing in a worker thread so it stalls nobody. Messages
+are stored by the process's ``GroupCommit``: many sessions' messages in one transaction.
 """
 
 from __future__ import annotations
@@ -15,28 +16,31 @@ import warnings
 from base64 import b64decode
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from tempfile import SpooledTemporaryFile
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from directory.models import Account
+from outbox.models import Message
 
 from . import credentials, metrics
+from .group_commit import GroupCommit, Submission, WakeUps, in_db
 from .submission import (
     Refused,
+    allowed_senders,
     check_daily_limit,
     check_domain_verified,
     check_recipient,
     check_recipient_count,
     check_sender,
+    sent_today,
     submit,
 )
 
@@ -92,23 +96,6 @@ def server_tls_context(cert_file: str, key_file: str = "") -> ssl.SSLContext:
     return context
 
 
-async def in_db(function: Callable, *args: Any) -> Any:
-    """Run ``function`` in Django's sync thread; drop a broken connection to reconnect next time."""
-
-    def guarded() -> Any:
-        try:
-            return function(*args)
-        except DatabaseError:
-            connection.close()
-            raise
-        finally:
-            # With DEBUG (the demo) Django keeps every query of this long-lived process, each
-            # INSERT with its message's bytes: a listener that never serves a page drops them.
-            connection.queries_log.clear()
-
-    return await sync_to_async(guarded, thread_sensitive=True)()
-
-
 @dataclass(frozen=True)
 class Identity:
     """What a successful AUTH leaves in the session: the account, read once per session, and the
@@ -121,8 +108,23 @@ class Identity:
 
 # How long a "still valid" answer for a session's app password and account is trusted. Revoking
 # an app password or deactivating an account must end its open sessions within 5 seconds; a
-# short cache keeps a pipelined burst of RCPTs from costing one query each.
+# short cache keeps a pipelined burst of RCPTs from costing one query each. The same holds for
+# what the session knows of its senders (a revoked alias) and of its daily count.
 RECHECK_SECONDS = 2.0
+
+
+@dataclass
+class SenderRules:
+    """What a session knows of its account's senders and of its messages of the last 24 hours,
+    read at most every RECHECK_SECONDS instead of at every MAIL and DATA."""
+
+    allowed: set[str]
+    sent: int  # as counted then, plus the messages this session stored since
+    read_until: float = field(default_factory=lambda: time.monotonic() + RECHECK_SECONDS)
+
+
+def _read_sender_rules(account: Account) -> SenderRules:
+    return SenderRules(allowed_senders(account), sent_today(account))
 
 
 def _revoked_reply() -> str:
@@ -202,6 +204,14 @@ class SubmissionSMTP(SMTP):
         self.counted_account: int | None = None
         self.login_revoked = False
         self._valid_until = 0.0  # time.monotonic() up to which the last check holds
+        self.known_sender_rules: SenderRules | None = None
+
+    async def sender_rules(self, account: Account) -> SenderRules:
+        """The session's ``SenderRules``, read again once they are RECHECK_SECONDS old."""
+        rules = self.known_sender_rules
+        if rules is None or time.monotonic() >= rules.read_until:
+            rules = self.known_sender_rules = await in_db(_read_sender_rules, account)
+        return rules
 
     async def login_still_valid(self) -> bool:
         """Re-check the session's app password and account, at most every RECHECK_SECONDS."""
@@ -329,8 +339,9 @@ class SubmissionSMTP(SMTP):
 class SubmissionHandler:
     """aiosmtpd hooks: every reply an authenticated client gets comes from the checks here."""
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, group_commit: GroupCommit) -> None:
         self.hostname = hostname
+        self.group_commit = group_commit
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
         session.host_name = hostname
@@ -395,7 +406,13 @@ class SubmissionHandler:
             await server.refuse_for_account()
             return AuthResult(success=False, handled=True)
         server.counted_account = match.account.pk
-        await in_db(credentials.record_use, match)
+
+        def logged_in() -> SenderRules:
+            credentials.record_use(match, password)
+            # Read now, in the same trip to the database thread: the first MAIL need not wait.
+            return _read_sender_rules(match.account)
+
+        server.known_sender_rules = await in_db(logged_in)
         log.info("submission AUTH ok for %s from %s", match.account.email, ip)
         return AuthResult(success=True, auth_data=Identity(match.account, login, match.pk))
 
@@ -403,14 +420,12 @@ class SubmissionHandler:
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802
         identity: Identity = session.auth_data
-
-        def check() -> None:
-            check_domain_verified(identity.account)
-            check_sender(identity.account, address)
-            check_daily_limit(identity.account)
-
         try:
-            await in_db(check)
+            rules = await server.sender_rules(identity.account)
+            # The account and its domain were read at login: no query here.
+            check_domain_verified(identity.account)
+            check_sender(identity.account, address, rules.allowed)
+            check_daily_limit(identity.account, rules.sent)
         except Refused as refusal:
             return refusal.reply
         except DatabaseError:
@@ -438,34 +453,45 @@ class SubmissionHandler:
             f"(Sendgate) with {'ESMTPSA' if tls else 'ESMTPA'}"
         )
 
-        def store():
-            # Checked afresh (not from the cache) right before the commit: no message is
-            # accepted on a login revoked while the message was being sent.
-            if not credentials.still_valid(identity.app_password_id):
-                return None
+        try:
+            rules = await server.sender_rules(identity.account)
+        except DatabaseError:
+            log.exception("submission from %s not stored", identity.login)
+            return _("451 4.3.0 Could not store the message; try again later")
+        sent = rules.sent
+
+        def store() -> Message:
+            # The group commit checks the app password afresh first, in the same transaction.
             return submit(
                 identity.account,
                 envelope.mail_from,
                 list(envelope.rcpt_tos),
                 envelope.content,
                 received,
+                allowed=rules.allowed,
+                sent=sent,
+                wake=False,  # the group commit wakes a worker once for the whole group
             )
 
         started = time.monotonic()
         try:
-            message = await in_db(store)
-        except Refused as refusal:
-            return refusal.reply
-        except Exception:
+            outcome = await self.group_commit.store(Submission(identity.app_password_id, store))
+        except Exception:  # the message or its group's commit failed: it is not stored
             log.exception("submission from %s not stored", identity.login)
             return _("451 4.3.0 Could not store the message; try again later")
-        if message is None:
+        if isinstance(outcome, Refused):
+            return outcome.reply
+        if isinstance(outcome, Exception):
+            log.error("submission from %s not stored", identity.login, exc_info=outcome)
+            return _("451 4.3.0 Could not store the message; try again later")
+        if outcome is None:
             server.login_revoked = True
             log.warning("submission from %s refused: login revoked", identity.login)
             return _revoked_reply()
         # The outbox row is committed: only now may the client forget the message.
+        rules.sent += 1
         metrics.SUBMIT_SECONDS.observe(time.monotonic() - started)
-        return _("250 2.0.0 Queued as %(id)s") % {"id": message.pk}
+        return _("250 2.0.0 Queued as %(id)s") % {"id": outcome.pk}
 
 
 def protocol_factory(
@@ -499,7 +525,8 @@ def protocol_factory(
 async def start_servers(config: ListenerConfig) -> list[asyncio.base_events.Server]:
     """Open the STARTTLS port and, if configured, the implicit-TLS port."""
     loop = asyncio.get_running_loop()
-    handler = SubmissionHandler(config.hostname)
+    # One group commit (and one wake-up pace) for every session on both ports.
+    handler = SubmissionHandler(config.hostname, GroupCommit(WakeUps()))
     # One count for both ports: a sender cannot double its share by using the other one.
     counts = SessionCounts(config.max_sessions_per_ip, config.max_sessions_per_account)
     servers = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from datetime import timedelta
 from email.headerregistry import Address
+from email.message import EmailMessage
 from email.parser import Parser
 from email.policy import default as default_policy
 from email.utils import format_datetime, make_msgid
@@ -93,18 +94,25 @@ def check_recipient_count(count: int) -> None:
         )
 
 
-def over_daily_limit(account: Account) -> bool:
+def sent_today(account: Account) -> int:
+    """Messages the account queued in the last 24 hours; Sendgate's own reports to it do not
+    use up its quota."""
     since = timezone.now() - timedelta(days=1)
-    # Sendgate's own reports to the account do not use up its quota.
-    sent = Message.objects.filter(
+    return Message.objects.filter(
         account=account, kind=Message.Kind.MAIL, created_at__gte=since
     ).count()
+
+
+def over_daily_limit(account: Account, sent: int | None = None) -> bool:
+    """``sent``: the count if the caller knows it (a submission session keeps one)."""
+    if sent is None:
+        sent = sent_today(account)
     return sent >= settings.SENDGATE_DAILY_MESSAGE_LIMIT
 
 
-def check_daily_limit(account: Account) -> None:
+def check_daily_limit(account: Account, sent: int | None = None) -> None:
     # Temporary: the same message is accepted once the oldest of the day's messages ages out.
-    if over_daily_limit(account):
+    if over_daily_limit(account, sent):
         raise Refused(
             ngettext(
                 "451 4.7.1 You reached your limit of %(limit)d message in 24 hours; try later",
@@ -115,12 +123,16 @@ def check_daily_limit(account: Account) -> None:
         )
 
 
+def _parse_header(head: bytes) -> EmailMessage:
+    return Parser(policy=default_policy).parsestr(head.decode("utf-8", "replace"), headersonly=True)
+
+
 def from_header_address(raw: bytes) -> str:
     """The one address in the message's From header, or refuse."""
-    head, _rest = split_header(raw)
-    headers = Parser(policy=default_policy).parsestr(
-        head.decode("utf-8", "replace"), headersonly=True
-    )
+    return _from_address(_parse_header(split_header(raw)[0]))
+
+
+def _from_address(headers: EmailMessage) -> str:
     fields = headers.get_all("from") or []
     addresses: tuple[Address, ...] = fields[0].addresses if len(fields) == 1 else ()
     if len(addresses) != 1 or not addresses[0].addr_spec:
@@ -150,19 +162,26 @@ def submit(
     recipients: list[str],
     content: bytes | BinaryIO,
     received: str,
+    *,
+    allowed: set[str] | None = None,
+    sent: int | None = None,
+    wake: bool = True,
 ) -> Message:
     """Check everything, then commit the message to the outbox; refuse with ``Refused``.
 
     ``content`` may be a file (the listener spools big messages to disk): only its header is
     held in memory; the rest goes into the outbox row a chunk at a time. ``received`` is the
-    ``Received:`` value up to the date, which is added here.
+    ``Received:`` value up to the date, which is added here. A caller that knows the account's
+    ``allowed`` senders and the messages it ``sent`` today passes them (no query for either);
+    ``wake=False`` leaves waking a worker to the caller (the listener wakes one per group).
     """
     check_domain_verified(account)
     if isinstance(content, bytes):
         content = io.BytesIO(content)
     size = content.seek(0, io.SEEK_END)
     content.seek(0)
-    allowed = allowed_senders(account)  # one query for the envelope and the From header
+    if allowed is None:
+        allowed = allowed_senders(account)  # one query for the envelope and the From header
     check_sender(account, envelope_from, allowed)
     if not recipients:
         raise Refused(_("554 5.5.1 No valid recipients"))
@@ -170,10 +189,11 @@ def submit(
     check_recipient_count(len(recipients))
     if size > settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES:
         raise Refused(_("552 5.3.4 Message too big"))
-    check_daily_limit(account)
+    check_daily_limit(account, sent)
     head, past_head = _split_off_header(content)
+    headers = _parse_header(head)  # once: parsing is most of a small message's CPU here
     try:
-        from_address = check_sender(account, from_header_address(head), allowed)
+        from_address = check_sender(account, _from_address(headers), allowed)
     except Refused as refusal:
         if refusal.code == 501:
             raise Refused(_("550 5.7.1 The From header holds no valid address")) from None
@@ -181,9 +201,6 @@ def submit(
             _("550 5.7.1 The From header must be your primary address or a verified send-as alias")
         ) from None
 
-    headers = Parser(policy=default_policy).parsestr(
-        head.decode("utf-8", "replace"), headersonly=True
-    )
     now = timezone.now()
     added = [f"Received: {received}; {format_datetime(now)}"]
     if headers["date"] is None:
@@ -197,5 +214,12 @@ def submit(
     subject = " ".join(str(headers["subject"] or "").split())  # unfolded, no control characters
     rest = iter(lambda: content.read(CHUNK), b"")
     return queue(
-        account, from_address, recipients, subject, message_id[:255], head + past_head, rest
+        account,
+        from_address,
+        recipients,
+        subject,
+        message_id[:255],
+        head + past_head,
+        rest,
+        wake=wake,
     )

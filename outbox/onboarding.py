@@ -32,7 +32,7 @@ from policy.models import OutboundPolicy
 
 from .models import Message
 from .notices import build_notice, send_to_sender
-from .queue import WAKE_UP_TASK
+from .queue import wake_up
 
 # --- links ----------------------------------------------------------------------------------------
 
@@ -385,10 +385,8 @@ def release_held(account: Account, actor: Account | None) -> int:
                 account.email,
                 ngettext("%(count)d message", "%(count)d messages", len(ids)) % {"count": len(ids)},
             )
-            # The sweeper would find them too; these wake-ups save its interval.
-            transaction.on_commit(
-                lambda: [current_app.send_task(WAKE_UP_TASK, args=[pk]) for pk in ids]
-            )
+            # The sweeper would find them too; this wake-up saves its interval.
+            transaction.on_commit(wake_up, robust=True)
     return len(ids)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from functools import partial
 
@@ -18,8 +19,11 @@ from . import bodies
 from .models import Message
 
 # Delivery sits above the outbox (it reads send-as servers, and send-as queues its codes here), so
-# the outbox wakes it by task name instead of importing it.
-WAKE_UP_TASK = "outbound.tasks.deliver_message"
+# the outbox wakes it by task name instead of importing it. The task takes no argument: it
+# delivers whatever is due, in batches, so one wake-up serves every message committed before it.
+WAKE_UP_TASK = "outbound.tasks.deliver_due"
+
+log = logging.getLogger("sendgate.outbox")
 
 MESSAGES_QUEUED = Counter(
     "sendgate_messages_queued",
@@ -37,11 +41,14 @@ def queue(
     raw: bytes,
     rest: Iterable[bytes] = (),
     kind: str = Message.Kind.MAIL,
+    *,
+    wake: bool = True,
 ) -> Message:
     """Commit the message, then wake a worker; the sweeper finds it if that wake-up is lost.
 
     ``rest`` continues ``raw`` (a big message read a chunk at a time): it is appended to the
-    row in the same transaction, so a worker only ever sees the whole message.
+    row in the same transaction, so a worker only ever sees the whole message. ``wake=False``:
+    the caller wakes a worker itself once it has committed (the listener, once per group).
     """
     with transaction.atomic():
         message = Message.objects.create(
@@ -57,9 +64,16 @@ def queue(
         )
         for chunk in rest:
             bodies.append(message.pk, chunk)
-        transaction.on_commit(lambda: current_app.send_task(WAKE_UP_TASK, args=[message.pk]))
+        if wake:
+            # robust: the message is committed whatever the broker says; the sweeper has it.
+            transaction.on_commit(wake_up, robust=True)
     MESSAGES_QUEUED.labels(kind).inc()
     return message
+
+
+def wake_up() -> None:
+    """Ask a worker to deliver whatever is due (one task, however many messages wait)."""
+    current_app.send_task(WAKE_UP_TASK)
 
 
 # Wakes a worker for a list of messages (a batch).

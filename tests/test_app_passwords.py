@@ -5,10 +5,17 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.contrib.auth.hashers import check_password
+from cryptography.fernet import Fernet
+from django.contrib.auth.hashers import make_password
 from django.urls import reverse
 
-from outbound.credentials import candidates, create_app_password, matching
+from outbound.credentials import (
+    candidates,
+    create_app_password,
+    matching,
+    needs_rehash,
+    record_use,
+)
 from outbound.models import AppPassword
 
 from .conftest import PASSWORD
@@ -29,7 +36,8 @@ def test_a_new_app_password_is_shown_once_and_stored_only_as_a_hash(ann_client, 
     app_password = AppPassword.objects.get(account=people.user)
     assert app_password.name == "Laptop"
     assert shown not in app_password.password_hash
-    assert check_password(shown.replace(" ", ""), app_password.password_hash)
+    assert app_password.password_hash.startswith("hmac_sha256$")  # keyed, named by its key
+    assert matching(shown.replace(" ", ""), candidates(people.user.email)) == app_password
 
     # Reloading the page shows the list, not the password, and creates nothing.
     again = ann_client.get(reverse("app_password_list")).content.decode()
@@ -69,3 +77,63 @@ def test_another_users_app_password_is_a_404_and_stays(client, people):
 def test_app_passwords_are_in_the_user_navigation(ann_client):
     page = ann_client.get(reverse("app_password_list")).content.decode()
     assert f'href="{reverse("app_password_list")}" aria-current="page"' in page
+
+
+def test_a_wrong_app_password_or_an_unknown_login_matches_nothing(people):
+    _app, shown = create_app_password(people.user, "Phone")
+    assert (
+        matching(shown[:-1] + ("a" if shown[-1] != "a" else "b"), candidates(people.user.email))
+        is None
+    )
+    assert candidates("nobody@example.com") == []
+    assert matching(shown, candidates("nobody@example.com")) is None
+
+
+def test_the_login_finds_the_account_whatever_the_case_of_the_address(people):
+    _app, shown = create_app_password(people.user, "Phone")
+    assert matching(shown, candidates(people.user.email.upper())) is not None
+
+
+def test_an_app_password_stored_by_an_earlier_version_still_works_and_is_rehashed_on_use(
+    people, settings
+):
+    """Earlier versions stored app passwords with Django's PBKDF2: an upgrade logs nobody out."""
+    settings.PASSWORD_HASHERS = [
+        *settings.PASSWORD_HASHERS,
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+    plain = "abcdefghijklmnop"
+    old = AppPassword.objects.create(
+        account=people.user,
+        name="Old phone",
+        password_hash=make_password(plain, hasher="pbkdf2_sha256"),
+    )
+    found = candidates(people.user.email)
+    assert needs_rehash(old)
+    assert matching("abcd efgh ijkl mnop", found) == old
+    assert matching("abcdefghijklmnoq", found) is None
+
+    record_use(old, plain)
+
+    old.refresh_from_db()
+    assert old.password_hash.startswith("hmac_sha256$") and not needs_rehash(old)
+    assert old.last_used_at is not None
+    assert matching(plain, candidates(people.user.email)) == old
+
+
+def test_app_passwords_survive_a_key_rotation_and_move_to_the_new_key_on_use(people, settings):
+    _app, shown = create_app_password(people.user, "Laptop")
+    old_keys = settings.SENDGATE_SECRETS_KEYS
+    settings.SENDGATE_SECRETS_KEYS = f"new:{Fernet.generate_key().decode()},{old_keys}"
+    [app_password] = candidates(people.user.email)
+    assert needs_rehash(app_password)
+    assert matching(shown, [app_password]) == app_password
+
+    record_use(app_password, shown)
+    settings.SENDGATE_SECRETS_KEYS = settings.SENDGATE_SECRETS_KEYS.partition(",")[
+        0
+    ]  # old key retired
+
+    [app_password] = candidates(people.user.email)
+    assert app_password.password_hash.startswith("hmac_sha256$new$")
+    assert matching(shown, [app_password]) == app_password

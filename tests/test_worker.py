@@ -12,6 +12,7 @@ from gateways.models import SendAsAlias
 from outbound import delivery
 from outbound.intake import accept_message
 from outbox.models import Message
+from outbox.queue import queue, wake_up
 from policy.models import PolicyChange
 from policy.service import set_domain_policy
 
@@ -54,6 +55,35 @@ def test_worker_process_propagates_policy_and_delivers_through_the_partner_serve
     assert message.attempts.get().route == "user_gateway"
     assert partner.messages[0].mail_from == "ann@partner.org"
     assert gateway.messages == []
+
+
+def test_one_wake_up_delivers_every_message_queued_before_it_batch_after_batch(
+    world, worker_factory
+):
+    """The listener wakes a worker once per group of messages, not once per message."""
+    people, gateway, _partner = world
+    worker_factory(SENDGATE_BATCH_SIZE="5")
+    raw = b"From: ann@example.com\r\nTo: bob@elsewhere.test\r\nSubject: Hi\r\n\r\nB\r\n"
+    ids = [
+        queue(
+            people.user,
+            "ann@example.com",
+            [f"r{n}@elsewhere.test"],
+            "Hi",
+            f"<{n}@t>",
+            raw,
+            wake=False,
+        ).pk
+        for n in range(12)
+    ]
+
+    wake_up()
+
+    def all_sent() -> bool:
+        return not Message.objects.filter(pk__in=ids).exclude(state=Message.State.SENT).exists()
+
+    wait_for(all_sent, timeout=60, what="one wake-up to deliver all twelve messages")
+    assert len(gateway.messages) == 12
 
 
 def test_sweeper_recovers_a_message_whose_wake_up_was_lost(world, celery_worker):

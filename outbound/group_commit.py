@@ -1,0 +1,173 @@
+"""The listener's database work: Django's one sync thread, and the group commit.
+
+Every session of a listener process hands its message to one ``GroupCommit``, which stores all
+messages waiting at that moment in one transaction, each in a savepoint of its own, and commits
+once: a commit (and its flush to disk) per group instead of per message. While a group is being
+stored the next one gathers, so a lone message waits for nobody and a busy listener commits in
+bigger groups. Each message's session learns its outcome only after the commit: a ``250`` is
+never answered for a row that is not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connection, transaction
+
+from outbox.models import Message
+from outbox.queue import wake_up
+
+from . import credentials
+from .submission import Refused
+
+log = logging.getLogger("sendgate.submission")
+
+
+async def in_db(function: Callable, *args: Any) -> Any:
+    """Run ``function`` in Django's sync thread; drop a broken connection to reconnect next time."""
+
+    def guarded() -> Any:
+        try:
+            return function(*args)
+        except DatabaseError:
+            connection.close()
+            raise
+        finally:
+            # With DEBUG (the demo) Django keeps every query of this long-lived process, each
+            # INSERT with its message's bytes: a listener that never serves a page drops them.
+            connection.queries_log.clear()
+
+    return await sync_to_async(guarded, thread_sensitive=True)()
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One message to store: ``store`` queues it (or raises ``Refused``), once the app password
+    it was sent with is found still valid in the same transaction."""
+
+    app_password_id: int
+    store: Callable[[], Message]
+
+
+# Whatever a submission's ``store`` returned (a Message), raised (an exception, answered alone), or
+# None: its login was revoked meanwhile.
+Outcome = Message | Exception | None
+
+# A group's size is bounded so one commit does not hold many sessions' big messages at once.
+MAX_GROUP = 200
+
+
+def store_group(submissions: list[Submission]) -> list[Outcome]:
+    """Store each submission in its own savepoint of one transaction; commit once."""
+    if len(submissions) == 1:
+        return [_store_alone(submissions[0])]
+    outcomes: list[Outcome] = []
+    with transaction.atomic():
+        # Checked afresh (not from a session's cache) right before the commit: no message is
+        # accepted on a login revoked while the message was being sent.
+        valid = credentials.valid_app_password_ids({s.app_password_id for s in submissions})
+        for submission in submissions:
+            if submission.app_password_id not in valid:
+                outcomes.append(None)
+                continue
+            try:
+                with transaction.atomic():  # a savepoint: a failing message fails alone
+                    outcomes.append(submission.store())
+            except Exception as exc:  # noqa: BLE001 - recorded on this message, answered alone
+                outcomes.append(exc)
+    return outcomes
+
+
+def _store_alone(submission: Submission) -> Outcome:
+    """A lone message needs no savepoint (two round trips): its failure rolls back only itself.
+    A refusal is its outcome; any other error is raised, as a failed commit would be."""
+    try:
+        with transaction.atomic():
+            if not credentials.valid_app_password_ids({submission.app_password_id}):
+                return None
+            return submission.store()
+    except Refused as refusal:
+        return refusal
+
+
+class GroupCommit:
+    """Stores the messages of every session of a listener process, a group at a time, and wakes
+    a delivery worker after each commit (through ``WakeUps``, so not once per group)."""
+
+    def __init__(self, wake_ups: WakeUps) -> None:
+        self.wake_ups = wake_ups
+        self.waiting: list[tuple[Submission, asyncio.Future[Outcome]]] = []
+        self.storing: asyncio.Task | None = None
+
+    async def store(self, submission: Submission) -> Outcome:
+        """Return the outcome of ``submission`` once its group is committed (or raise)."""
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.waiting.append((submission, future))
+        if self.storing is None or self.storing.done():
+            self.storing = asyncio.create_task(self._store_waiting())
+        # shield: a session that hangs up does not cancel its group's answer for the others.
+        return await asyncio.shield(future)
+
+    async def _store_waiting(self) -> None:
+        while self.waiting:
+            group, self.waiting = self.waiting[:MAX_GROUP], self.waiting[MAX_GROUP:]
+            try:
+                outcomes = await in_db(store_group, [submission for submission, _ in group])
+            except Exception as exc:  # noqa: BLE001 - nothing of the group is stored: all get it
+                for _submission, future in group:
+                    future.set_exception(exc)
+                continue
+            for (_submission, future), outcome in zip(group, outcomes, strict=True):
+                future.set_result(outcome)
+            if any(isinstance(outcome, Message) for outcome in outcomes):
+                self.wake_ups.wake()
+
+
+# At most one wake-up per this many seconds per listener process: a worker's ``deliver_due``
+# takes everything due, so more would only cost the broker and the listener's CPU (each publish
+# is milliseconds of kombu).
+WAKE_UP_INTERVAL = 0.1
+
+
+class WakeUps:
+    """Wakes a delivery worker after commits, at most once per ``interval``, and never leaves a
+    commit without a wake-up sent after it (one is sent at the end of the interval)."""
+
+    def __init__(
+        self, interval: float = WAKE_UP_INTERVAL, send: Callable[[], None] = wake_up
+    ) -> None:
+        self.interval, self.send = interval, send
+        self.last_sent = float("-inf")
+        self.scheduled = False
+
+    def wake(self) -> None:
+        if self.scheduled:
+            return  # the scheduled one is sent after this commit
+        loop = asyncio.get_running_loop()
+        delay = self.last_sent + self.interval - loop.time()
+        if delay <= 0:
+            self._send_now()
+        else:
+            self.scheduled = True
+            loop.call_later(delay, self._send_scheduled)
+
+    def _send_scheduled(self) -> None:
+        self.scheduled = False
+        self._send_now()
+
+    def _send_now(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.last_sent = loop.time()
+        # Publishing blocks on the broker: off the event loop, not in the database thread.
+        loop.run_in_executor(None, self._send_logged)
+
+    def _send_logged(self) -> None:
+        try:
+            self.send()
+        except Exception:  # the messages are committed; the sweeper finds them
+            log.exception("submission: delivery wake-up not sent")
