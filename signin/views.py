@@ -29,6 +29,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 
 from directory.access import AuthenticatedRequest, get_domain_for_admin
 from directory.models import Account
+from directory.time_zones import zone_of
 
 from . import lockout, passkeys, sessions, twostep
 from .forms import CodeForm, ConfirmAuthenticatorForm, PasswordConfirmForm, TwoStepRequirementForm
@@ -131,7 +132,8 @@ def _complete_login(
                 "Your domain requires two-step verification for admins. Set it up now; from "
                 "%(date)s the console is closed to you without it."
             )
-            % {"date": dateformat.format(timezone.localtime(due), "Y-m-d H:i T")},
+            # In the person's own zone: this request began before they were signed in.
+            % {"date": dateformat.format(timezone.localtime(due, zone_of(account)), "Y-m-d H:i T")},
         )
         return redirect("security")
     return redirect(next_url or settings.LOGIN_REDIRECT_URL)
