@@ -32,6 +32,7 @@ def navigation(request: HttpRequest) -> dict:
             [
                 (_("Sign-in and security"), reverse("security")),
                 (_("Change my password"), reverse("password_change")),
+                (_("Preferences"), reverse("preferences")),
             ],
         )
     )

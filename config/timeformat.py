@@ -1,8 +1,9 @@
 """One way to show a moment in the console: date, time and the time zone it is in.
 
 Registered as a template builtin, so every template writes ``{{ value|when }}``. The zone is the
-active one (the instance's SENDGATE_TIME_ZONE); showing its abbreviation keeps "09:00" from
-meaning different things to admins in different places.
+active one: the person's own (directory.time_zones activates it for each request), else the
+instance's SENDGATE_TIME_ZONE; showing its abbreviation keeps "09:00" from meaning different
+things to admins in different places.
 """
 
 from __future__ import annotations

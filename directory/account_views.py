@@ -13,9 +13,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.db.models import Q
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -258,7 +259,11 @@ def _signer() -> signing.TimestampSigner:
 
 @login_required
 def account_import(request: AuthenticatedRequest, pk: int) -> HttpResponse:
-    """Upload: check every row and show the result (nothing changes). Apply: import it all."""
+    """Upload: check every row and show the result (nothing changes). Apply: import it all.
+
+    A file that passes is kept and the upload redirects to its preview (post/redirect/get), so
+    reloading the preview does not send the file again.
+    """
     domain = get_domain_for_admin(request, pk)
     if request.method == "POST" and request.POST.get("upload"):
         return _apply_import(request, domain)
@@ -273,7 +278,7 @@ def account_import(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             plan = check_csv(domain, data, uploaded.name)
             _forget_old_uploads()
             if plan.ok:
-                # Kept on disk until applied; the page carries only a signed name for it.
+                # Kept on disk until applied; the preview's URL carries only a signed name for it.
                 name = secrets.token_hex(16)
                 (_upload_dir() / name).write_bytes(data)
                 upload = _signer().sign_object(
@@ -285,6 +290,16 @@ def account_import(request: AuthenticatedRequest, pk: int) -> HttpResponse:
                         "name": uploaded.name[:200],
                     }
                 )
+                url = reverse("account_import", args=[domain.pk])
+                return redirect(f"{url}?{urlencode({'preview': upload})}")
+    elif request.method == "GET" and request.GET.get("preview"):
+        checked = _checked_upload(request, domain, request.GET["preview"])
+        if checked is None:
+            return redirect("account_import", pk=domain.pk)
+        ticket, path = checked
+        # Checked again: accounts may have been added since the upload.
+        plan = check_csv(domain, path.read_bytes(), ticket["name"])
+        upload = request.GET["preview"] if plan.ok else ""
     return render(
         request,
         "directory/account_import.html",
@@ -296,6 +311,23 @@ def account_import(request: AuthenticatedRequest, pk: int) -> HttpResponse:
             **_imports_context(domain),
         },
     )
+
+
+def _checked_upload(
+    request: AuthenticatedRequest, domain: Domain, signed: str
+) -> tuple[dict, Path] | None:
+    """The ticket and kept file of a checked upload, if it is this admin's, for this domain, and
+    recent; otherwise None, with a message that says to upload it again."""
+    try:
+        ticket = _signer().unsign_object(signed, max_age=TICKET_SECONDS)
+    except signing.BadSignature:
+        ticket = None
+    if ticket is not None and ticket["domain"] == domain.pk and ticket["user"] == request.user.pk:
+        path = _upload_dir() / Path(ticket["file"]).name
+        if path.exists():
+            return ticket, path
+    messages.error(request, _("That preview has expired; upload the file again."))
+    return None
 
 
 def _imports_context(domain: Domain) -> dict:
@@ -314,16 +346,11 @@ def account_import_progress(request: AuthenticatedRequest, pk: int) -> HttpRespo
     return render(request, "directory/partials/import_progress.html", _imports_context(domain))
 
 
-def _apply_import(request: HttpRequest, domain: Domain) -> HttpResponse:
-    try:
-        ticket = _signer().unsign_object(request.POST["upload"], max_age=TICKET_SECONDS)
-    except signing.BadSignature:
-        messages.error(request, _("That preview has expired; upload the file again."))
+def _apply_import(request: AuthenticatedRequest, domain: Domain) -> HttpResponse:
+    checked = _checked_upload(request, domain, request.POST["upload"])
+    if checked is None:
         return redirect("account_import", pk=domain.pk)
-    path = _upload_dir() / Path(ticket["file"]).name
-    if ticket["domain"] != domain.pk or ticket["user"] != request.user.pk or not path.exists():
-        messages.error(request, _("That preview has expired; upload the file again."))
-        return redirect("account_import", pk=domain.pk)
+    ticket, path = checked
     # Checked again: accounts may have been added since the preview.
     plan = check_csv(domain, path.read_bytes(), ticket["name"])
     try:

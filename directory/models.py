@@ -225,6 +225,9 @@ class Account(AbstractBaseUser, PermissionsMixin):
     reply_from_received_address = models.BooleanField(
         _("reply from the address the mail was sent to"), default=True
     )
+    # An IANA zone name the console shows this person's times in; empty: the instance's zone.
+    # Checked against the zones this server knows by the preferences form (directory.time_zones).
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True, default="")
     # The CSV import that created the account; its invitations are sent from there in batches.
     imported_by = models.ForeignKey(
         "AccountImport", null=True, blank=True, on_delete=models.SET_NULL, related_name="accounts"

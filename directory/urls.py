@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import account_views, operator_views, password_views, views
+from . import account_views, operator_views, password_views, preference_views, views
 
 urlpatterns = [
     path("domains/<int:pk>/units/", views.unit_list, name="unit_list"),
@@ -29,6 +29,7 @@ urlpatterns = [
         operator_views.operator_domain_verify,
         name="operator_domain_verify",
     ),
+    path("settings/preferences/", preference_views.preferences, name="preferences"),
     path("password/forgot/", password_views.password_forgot, name="password_forgot"),
     path(
         "password/set/<uidb64>/<token>/",

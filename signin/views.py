@@ -16,7 +16,6 @@ from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import dateformat, timezone
-from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -29,6 +28,7 @@ from django_otp.plugins.otp_static.models import StaticDevice
 
 from directory.access import AuthenticatedRequest, get_domain_for_admin
 from directory.models import Account
+from directory.time_zones import zone_of
 
 from . import lockout, passkeys, sessions, twostep
 from .forms import CodeForm, ConfirmAuthenticatorForm, PasswordConfirmForm, TwoStepRequirementForm
@@ -36,6 +36,7 @@ from .models import ConsoleSession
 
 PENDING_KEY = "signin_pending"  # in the session between the password and the code
 PENDING_SECONDS = 300
+RECOVERY_CODES_KEY = "new_recovery_codes"  # in the session from the POST to the page after it
 FAILURES_PAGE = 50
 
 
@@ -131,7 +132,8 @@ def _complete_login(
                 "Your domain requires two-step verification for admins. Set it up now; from "
                 "%(date)s the console is closed to you without it."
             )
-            % {"date": dateformat.format(timezone.localtime(due), "Y-m-d H:i T")},
+            # In the person's own zone: this request began before they were signed in.
+            % {"date": dateformat.format(timezone.localtime(due, zone_of(account)), "Y-m-d H:i T")},
         )
         return redirect("security")
     return redirect(next_url or settings.LOGIN_REDIRECT_URL)
@@ -203,20 +205,26 @@ def two_step_setup(request: AuthenticatedRequest) -> HttpResponse:
 
 
 @login_required
-@require_POST
+@never_cache  # the page shows the codes: no browser or proxy may keep a copy
 def recovery_codes(request: AuthenticatedRequest) -> HttpResponse:
-    if not twostep.is_enrolled(request.user):
+    """POST: replace the recovery codes. GET: show the new ones, once."""
+    if request.method == "POST":
+        if not twostep.is_enrolled(request.user):
+            return redirect("security")
+        codes = twostep.new_recovery_codes(request.user)
+        messages.success(request, _("New recovery codes made; the old ones no longer work."))
+        return _show_recovery_codes(request, codes)
+    codes = request.session.pop(RECOVERY_CODES_KEY, None)
+    if not codes:  # shown already: a reload makes no new ones
         return redirect("security")
-    codes = twostep.new_recovery_codes(request.user)
-    messages.success(request, _("New recovery codes made; the old ones no longer work."))
-    return _show_recovery_codes(request, codes)
+    return render(request, "signin/recovery_codes.html", {"codes": codes})
 
 
 def _show_recovery_codes(request: HttpRequest, codes: list[str]) -> HttpResponse:
-    # Rendered, not redirected to: the codes are shown this once (and never cached).
-    response = render(request, "signin/recovery_codes.html", {"codes": codes})
-    add_never_cache_headers(response)
-    return response
+    # They ride in the session to the page this redirects to, which removes them: shown once,
+    # and reloading that page cannot make a new set (post/redirect/get).
+    request.session[RECOVERY_CODES_KEY] = codes
+    return redirect("recovery_codes")
 
 
 @login_required

@@ -39,7 +39,7 @@ def upload(client, people, content: bytes, invite: bool = True):
     data = {"file": SimpleUploadedFile("people.csv", content, content_type="text/csv")}
     if invite:
         data["invite"] = "on"
-    return client.post(reverse("account_import", args=[people.domain.pk]), data)
+    return client.post(reverse("account_import", args=[people.domain.pk]), data, follow=True)
 
 
 GOOD = (

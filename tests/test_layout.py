@@ -25,7 +25,13 @@ def admin_pages(people) -> list[str]:
     ]
 
 
-USER_PAGES = ["/settings/send-as/", "/compose/", "/sent/", "/settings/app-passwords/"]
+USER_PAGES = [
+    "/settings/send-as/",
+    "/compose/",
+    "/sent/",
+    "/settings/app-passwords/",
+    "/settings/preferences/",
+]
 
 
 def page_width(page) -> tuple[int, int]:

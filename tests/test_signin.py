@@ -216,9 +216,15 @@ def test_enrolment_shows_a_qr_code_then_ten_recovery_codes_never_cached(client, 
 
     done = client.post(reverse("two_step_setup"), {"code": totp.now()})
 
-    assert "no-store" in done["Cache-Control"]
-    assert len(done.context["codes"]) == 10
+    assert done.status_code == 302 and done["Location"] == reverse("recovery_codes")
+    shown = client.get(done["Location"])
+    assert "no-store" in shown["Cache-Control"]
+    assert len(shown.context["codes"]) == 10
     assert twostep.is_enrolled(people.user)
+    assert twostep.recovery_codes_left(people.user) == 10
+    # Shown once: a reload goes back to the security page and makes no new codes.
+    again = client.get(reverse("recovery_codes"))
+    assert again.status_code == 302 and again["Location"] == reverse("security")
     assert twostep.recovery_codes_left(people.user) == 10
 
 
