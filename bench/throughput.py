@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import smtplib
+import socket
 import ssl
 import statistics
 import subprocess
@@ -218,6 +219,18 @@ def client_session(
             accepted_250[seq] = time.time()
 
 
+def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def peak_memory_mb(pid: int, children: bool = False) -> float:
     """VmHWM (peak resident set) of a process, plus its descendants' if asked."""
     return sum(peak_rss_mib(p) for p in (process_tree(pid) if children else [pid]))
@@ -261,7 +274,8 @@ def main() -> None:
     ]
     workers = start_workers(env, args.workers, args.concurrency, var_dir / "worker")
     try:
-        time.sleep(6)  # listeners bound and workers ready
+        wait_for_port(port, 120)  # on a loaded machine the listeners can take a while to bind
+        time.sleep(6)  # workers ready
         submitted: dict[int, float] = {}
         accepted_250: dict[int, float] = {}
 
