@@ -34,6 +34,7 @@ from mailkit.logs import event
 from mailkit.mta_sts import Mode as StsMode
 from mailkit.mta_sts import Policy, PolicyFetcher
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, send_many
+from mailkit.smtp_pool import worker_loop
 from outbox import bodies, notices
 from outbox.models import DeliveryAttempt, Message, Rule
 
@@ -387,8 +388,8 @@ def _send_through_servers(
 ) -> None:
     """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
-    The event loop (and with it every open connection) lives for the whole batch, but runs only
-    during a round: between rounds this thread saves the outcomes with the ORM. The batch starts
+    The process's event loop runs in its own thread (mailkit.smtp_pool); this thread waits for
+    each round there, then saves the outcomes with the ORM. The batch starts
     no new message after SENDGATE_BATCH_SECONDS (well inside the task's time limit); what it did
     not start is handed back.
     """
@@ -396,11 +397,12 @@ def _send_through_servers(
     async def together(coroutines) -> list:
         return await asyncio.gather(*coroutines)
 
-    loop = asyncio.new_event_loop()
-    senders = {target: Sender(target) for target in by_target}
+    pool = worker_loop.pool
+    senders = {target: Sender(target, pool=pool) for target in by_target}
     queues = {target: list(messages) for target, messages in by_target.items()}
     routes = batch.routes
-    stop_at = loop.time() + (batch.budget_ends - time.monotonic())  # the batch's one time budget
+    # The batch's one time budget, on the loop's clock.
+    stop_at = worker_loop.time() + (batch.budget_ends - time.monotonic())
     try:
         while any(queues.values()):
             this_round: dict[Target, list[tuple[Message, Job]]] = {}
@@ -408,7 +410,7 @@ def _send_through_servers(
                 jobs = _jobs(taken, routes, target, signer)
                 if jobs:
                     this_round[target] = jobs
-            outcomes = loop.run_until_complete(
+            outcomes = worker_loop.run(
                 together(
                     senders[t].send([job for _m, job in jobs], stop_at)
                     for t, jobs in this_round.items()
@@ -426,8 +428,8 @@ def _send_through_servers(
             if not_started:
                 _release(not_started)
     finally:
-        loop.run_until_complete(together(s.close() for s in senders.values()))
-        loop.close()
+        # Connections stay open for the next task to the same server (mailkit.smtp_pool).
+        worker_loop.run(together(s.finish() for s in senders.values()))
 
 
 # A body larger than this goes to a temporary file, not memory, on its way to the socket.

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
 from django.conf import settings
+
+from mailkit.smtp_pool import worker_loop
 
 from . import delivery
 
@@ -34,3 +37,10 @@ def sweep_outbox() -> None:
     size = settings.SENDGATE_BATCH_SIZE
     for start in range(0, len(ids), size):
         deliver_messages.delay(ids[start : start + size])
+
+
+@worker_process_shutdown.connect  # a prefork child
+@worker_shutdown.connect  # the solo pool's one process
+def close_smtp_sessions(**_kwargs: object) -> None:
+    """Say QUIT to the servers this process kept sessions open with (mailkit.smtp_pool)."""
+    worker_loop.close()
