@@ -100,6 +100,27 @@ def claim(message_ids: list[int]) -> Claim:
     return Claim(claimed, {pk for pk, state in rows if state == Message.State.SENDING})
 
 
+def claim_due(limit: int) -> Claim:
+    """Take up to ``limit`` due messages, oldest due first, for this worker (a coalesced wake-up).
+
+    Concurrent workers split the work: on PostgreSQL each skips the rows another is claiming;
+    on SQLite the IMMEDIATE transaction serialises them. Messages taken back from a dead worker
+    are left to the sweeper, which sends each of them alone.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = Message.objects.filter(_due(now)).order_by("next_attempt_at")
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        claimed = list(due.values_list("pk", flat=True)[:limit])
+        Message.objects.filter(pk__in=claimed).update(
+            state=Message.State.SENDING,
+            lease_until=now + timedelta(seconds=settings.SENDGATE_CLAIM_LEASE_SECONDS),
+            attempt_count=F("attempt_count") + 1,
+        )
+    return Claim(claimed, set())
+
+
 def routes_for(messages: list[Message]) -> dict[int, Route]:
     """The route of each message, with one query for all the aliases involved.
 
@@ -195,7 +216,17 @@ def deliver_batch(
     Each message is on its own: whatever goes wrong with one of them is recorded on it as an
     attempt, and the others go on.
     """
-    taken = claim(message_ids)
+    deliver_claimed(claim(message_ids), resolver, policy_fetcher)
+
+
+def deliver_claimed(
+    taken: Claim,
+    resolver: dns.Resolver | None = None,
+    policy_fetcher: PolicyFetcher | None = None,
+    budget_ends: float | None = None,
+) -> None:
+    """Deliver the messages of ``taken`` (see deliver_batch); none starts after ``budget_ends``
+    (time.monotonic()) or SENDGATE_BATCH_SECONDS from now, whichever comes first."""
     if not taken.ids:
         return
     messages = list(
@@ -205,7 +236,8 @@ def deliver_batch(
         .filter(pk__in=taken.ids)
         .order_by("pk")
     )  # a message deleted meanwhile is simply not here
-    batch = Batch(messages, {}, time.monotonic() + settings.SENDGATE_BATCH_SECONDS)
+    ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
+    batch = Batch(messages, {}, ends if budget_ends is None else min(ends, budget_ends))
     messages = _route_each(batch)
     messages = _note_interruptions(batch, messages, taken.interrupted)
     by_target, direct = _sort_by_path(batch, messages)

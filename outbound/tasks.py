@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 from celery import shared_task
 from celery.signals import worker_process_shutdown, worker_shutdown
 from django.conf import settings
@@ -16,6 +18,22 @@ def deliver_message(message_id: int) -> None:
     already taken find nothing left to claim and return at once."""
     others = delivery.due_message_ids(limit=settings.SENDGATE_BATCH_SIZE - 1, interrupted=False)
     delivery.deliver_batch([message_id, *(pk for pk in others if pk != message_id)])
+
+
+@shared_task
+def deliver_due() -> None:
+    """A coalesced wake-up (no arguments: many accepted messages, one task): deliver what is
+    due, a batch at a time, until nothing is left or SENDGATE_BATCH_SECONDS are spent; then hand
+    what is still due to a fresh task rather than hold this worker. Tasks running at once split
+    the work (delivery.claim_due)."""
+    ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
+    while time.monotonic() < ends:
+        taken = delivery.claim_due(settings.SENDGATE_BATCH_SIZE)
+        if not taken.ids:
+            return
+        delivery.deliver_claimed(taken, budget_ends=ends)
+    if delivery.due_message_ids(limit=1, interrupted=False):
+        deliver_due.delay()
 
 
 @shared_task
