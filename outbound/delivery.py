@@ -314,8 +314,9 @@ def _sort_by_path(
             assert route.server_id is not None  # routing names the server of a gateway route
             by_server[route.server_id].append(message)
     by_target: dict[Target, list[Message]] = defaultdict(list)
+    servers = _servers(list(by_server))
     for server_id, server_messages in by_server.items():
-        target = _target(server_id, batch.cached_tokens)
+        target = _target(servers[server_id], batch.cached_tokens)
         if isinstance(target, tuple):  # its password cannot be decrypted, no sign-in token, ...
             label, failure = target
             for message in server_messages:
@@ -339,13 +340,31 @@ def _signed_in(server_ids: set[int | None]) -> set[int]:
     return set(rows.values_list("pk", flat=True))
 
 
-def _target(server_id: int, cached_tokens: set[int]) -> Target | tuple[str, Outcome]:
+def _servers(server_ids: list[int]) -> dict[int, SmtpServer | Exception]:
+    """The servers, in one query; if one of them cannot be loaded (its password cannot be
+    decrypted), each is loaded on its own, so that only its own mail gets the error."""
+    try:
+        servers = SmtpServer.objects.in_bulk(server_ids)
+        return {pk: servers.get(pk) or SmtpServer.DoesNotExist(pk) for pk in server_ids}
+    except Exception:  # noqa: BLE001 - narrowed down below
+        loaded: dict[int, SmtpServer | Exception] = {}
+        for pk in server_ids:
+            try:
+                loaded[pk] = SmtpServer.objects.get(pk=pk)
+            except Exception as exc:  # noqa: BLE001 - recorded on every message for it
+                loaded[pk] = exc
+        return loaded
+
+
+def _target(
+    server: SmtpServer | Exception, cached_tokens: set[int]
+) -> Target | tuple[str, Outcome]:
     """The server's dial parameters (with a usable access token for a server signed in with
     OAuth), or the error that stops anyone using it now (with the label to record it under).
-    Adds an OAuth server dialled with a
-    token from the cache to ``cached_tokens``."""
+    Adds an OAuth server dialled with a token from the cache to ``cached_tokens``."""
+    if isinstance(server, Exception):
+        return "", _internal_error(server)
     try:
-        server = SmtpServer.objects.get(pk=server_id)
         target, renewed = tokens.dial_target(server)
     except oauth.TokenError as exc:
         # No token, no session: a revoked sign-in (invalid_grant) pauses the gateway like a
@@ -354,7 +373,7 @@ def _target(server_id: int, cached_tokens: set[int]) -> Target | tuple[str, Outc
     except Exception as exc:  # noqa: BLE001 - recorded on every message for this server
         return "", _internal_error(exc)
     if server.uses_oauth and not renewed:
-        cached_tokens.add(server_id)
+        cached_tokens.add(server.pk)
     return target
 
 
@@ -471,15 +490,16 @@ MAX_HEADER = 4 * 1024 * 1024
 
 
 def body_file(
-    message_id: int, route: Route, signer: Signer | None = None
+    message_id: int, route: Route, signer: Signer | None = None, raw: bytes | None = None
 ) -> SpooledTemporaryFile[bytes]:
     """The message as it leaves by ``route`` (its Sender: header set, then DKIM-signed on the
     domain path), copied from its row a chunk at a time into a temporary file: memory stays flat
-    whatever the message's size (except while a message is signed, see _signed)."""
+    whatever the message's size (except while a message is signed, see _signed). A small
+    message's bytes read already (``raw``) are used as they are."""
     sender_header = route.sender_header
     out = SpooledTemporaryFile(max_size=IN_MEMORY_BODY)  # noqa: SIM115 - closed after its round
     head = b""
-    pieces = bodies.chunks(message_id)
+    pieces = iter([raw]) if raw is not None else bodies.chunks(message_id)
     for piece in pieces:
         head += piece
         if HEADER_END.search(head) or len(head) > MAX_HEADER:
@@ -537,10 +557,15 @@ def _jobs(
 ) -> list[tuple[Message, Job]]:
     """The SMTP job of each message; one that cannot be prepared is recorded and left out."""
     jobs: list[tuple[Message, Job]] = []
+    try:
+        # Small bodies in one query; a big one is read a chunk at a time by body_file.
+        small = bodies.whole([m.pk for m in messages if m.raw_size <= IN_MEMORY_BODY])  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - each message is read (and fails) on its own below
+        small = {}
     for message in messages:
         route = routes[message.pk]
         try:
-            data = body_file(message.pk, route, signer)
+            data = body_file(message.pk, route, signer, small.get(message.pk))
         except Exception as exc:  # noqa: BLE001 - recorded on this message; the round goes on
             _record([(message, _everyone(message, target.label, _internal_error(exc)))], routes)
             continue
