@@ -66,6 +66,8 @@ async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tl
             await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
         pass
+    except asyncio.CancelledError:  # stopped with sessions still open (kept by the workers)
+        pass
     finally:
         writer.close()
 
