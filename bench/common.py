@@ -30,7 +30,9 @@ def listening(port: int) -> bool:
 def isolated_env(name: str, recreate: bool = True) -> dict[str, str]:
     """Environment for the bench and its workers: own var/ dir, own queue, own database.
 
-    ``recreate=False`` keeps a PostgreSQL database an earlier run seeded.
+    ``recreate=False`` keeps a PostgreSQL database an earlier run seeded. A PostgreSQL database
+    whose name already contains "bench" is used as given (several people benchmarking on one
+    server each pass their own); any other is replaced by ``sendgate_bench_<name>``.
     """
     var = tempfile.mkdtemp(prefix=f"sendgate-bench-{name}-")
     env = dict(os.environ)
@@ -46,8 +48,9 @@ def isolated_env(name: str, recreate: bool = True) -> dict[str, str]:
     )
     url = env.get("DATABASE_URL", "")
     if url.startswith("postgres"):
-        base, _, _db = url.rpartition("/")
-        env["DATABASE_URL"] = f"{base}/sendgate_bench_{name}"
+        base, _, given = url.rpartition("/")
+        if "bench" not in given:
+            env["DATABASE_URL"] = f"{base}/sendgate_bench_{name}"
         if recreate:
             _recreate_postgres_database(env["DATABASE_URL"])
     else:

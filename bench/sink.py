@@ -70,6 +70,8 @@ class Sink:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
             pass
+        except asyncio.CancelledError:  # stopped with sessions still open (kept by the workers)
+            pass
         finally:
             writer.close()
 

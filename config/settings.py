@@ -365,6 +365,11 @@ SENDGATE_DELIVERABILITY_SECONDS = env.float("SENDGATE_DELIVERABILITY_SECONDS", d
 # The whole SMTP session of one attempt (connect to QUIT) must finish within this many seconds.
 SENDGATE_SMTP_DEADLINE = env.float("SENDGATE_SMTP_DEADLINE", default=60.0)
 SENDGATE_SMTP_HELO_NAME = env.str("SENDGATE_SMTP_HELO_NAME", default="sendgate.localhost")
+# A delivery worker keeps its sessions to gateways open this many seconds after a task, for the
+# next task to the same server (same credentials), and at most this many idle sessions per
+# worker process (mailkit/smtp_pool.py). 0 sessions: close each one after its batch.
+SENDGATE_SMTP_IDLE_SECONDS = env.float("SENDGATE_SMTP_IDLE_SECONDS", default=5.0)
+SENDGATE_SMTP_IDLE_MAX = env.int("SENDGATE_SMTP_IDLE_MAX", default=50)
 # Retry schedule for temporary failures, in minutes after the previous attempt; the last value
 # repeats until the message is older than SENDGATE_MAX_QUEUE_DAYS.
 # Fractions are fine: 0.5 is thirty seconds.

@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import io
 import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import aiosmtplib
 from django.conf import settings
 from django.utils.translation import gettext as _
 
 from .netguard import UnsafeAddress, UnsafePort, check_port, connect_checked, parse_networks
-from .smtp_data import send_data
+from .smtp_data import send_body, send_data
+from .smtp_pipelining import envelope_commands, send_pipelined
+
+if TYPE_CHECKING:
+    from .smtp_pool import SessionPool
 
 
 class Security(StrEnum):
@@ -162,6 +167,7 @@ class Connection:
         self.reached = False  # the TCP connection is open
         self.greeted = False  # the greeting came (over implicit TLS, if that was asked for)
         self.secured = False  # TLS is up (implicit, or after STARTTLS)
+        self.mail_answered = False  # the server answered this transfer's MAIL FROM
 
     async def open(self) -> None:
         target, transcript = self.target, self.transcript
@@ -232,30 +238,28 @@ class Connection:
 
     async def transfer(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
         """Send one message (or, with ``data=None``, only probe MAIL FROM and reset)."""
-        client, transcript = self.client, self.transcript
+        client = self.client
         assert client is not None  # open() connected it
+        self.mail_answered = False
         try:
-            transcript.append(f"C: MAIL FROM:<{mail_from}>")
-            await _exchange(transcript, client.mail(mail_from))
             if data is None:  # connection test: is this sender allowed to write to someone?
+                await self._mail(client, mail_from)
                 return await self._probe(mail_from, recipients)
+            body = io.BytesIO(data) if isinstance(data, bytes) else data
+            if client.supports_extension("pipelining"):
+                return await self._pipelined(client, mail_from, recipients, body)
+            await self._mail(client, mail_from)
             refused: dict[str, str] = {}
             for rcpt in recipients:
-                transcript.append(f"C: RCPT TO:<{rcpt}>")
+                self.transcript.append(f"C: RCPT TO:<{rcpt}>")
                 try:
-                    transcript.append(f"S: {_reply(await client.rcpt(rcpt))}")
+                    await _exchange(self.transcript, client.rcpt(rcpt))
                 except aiosmtplib.SMTPRecipientRefused as exc:
                     refused[rcpt] = f"{exc.code} {exc.message}"
-                    transcript.append(f"S: {refused[rcpt]}")
             if len(refused) == len(recipients):
-                raise _Failure(
-                    _("The server refused every recipient: %(replies)s")
-                    % {"replies": "; ".join(f"{r}: {c}" for r, c in refused.items())},
-                    permanent=all(reply.startswith("5") for reply in refused.values()),
-                )
-            transcript.append("C: DATA")
-            body = io.BytesIO(data) if isinstance(data, bytes) else data
-            response = await _exchange(transcript, send_data(client, body, client.timeout))
+                raise _every_recipient_refused(refused)
+            self.transcript.append("C: DATA")
+            response = await _exchange(self.transcript, send_data(client, body, client.timeout))
             return Outcome(ok=True, reply=_reply(response), refused=refused)
         except (_Failure, aiosmtplib.SMTPResponseException):
             # The server refused this message; reset for the next one. If it hung up after its
@@ -265,6 +269,47 @@ class Connection:
             except (aiosmtplib.SMTPException, OSError):
                 self.broken = True
             raise
+
+    async def _mail(self, client: aiosmtplib.SMTP, mail_from: str) -> None:
+        self.transcript.append(f"C: MAIL FROM:<{mail_from}>")
+        try:
+            await _exchange(self.transcript, client.mail(mail_from))
+        finally:
+            self.mail_answered = client.is_connected
+
+    async def _pipelined(
+        self, client: aiosmtplib.SMTP, mail_from: str, recipients: list[str], body: IO[bytes]
+    ) -> Outcome:
+        """RFC 2920: MAIL FROM, the RCPTs and DATA in one write; their replies, in order, say
+        what happened. The transcript shows the commands as sent, then the replies."""
+        transcript = self.transcript
+        commands = envelope_commands(mail_from, recipients)
+        transcript.append(f"C: MAIL FROM:<{mail_from}>")
+        transcript.extend(f"C: RCPT TO:<{rcpt}>" for rcpt in recipients)
+        transcript.append("C: DATA")
+        replies = await send_pipelined(client, commands, client.timeout)
+        self.mail_answered = True
+        for reply in replies:
+            transcript.extend(_reply_lines(reply.code, reply.message))
+        mail, *rcpts, data = replies
+        refused = {
+            rcpt: f"{reply.code} {reply.message}"
+            for rcpt, reply in zip(recipients, rcpts, strict=True)
+            if reply.code not in (250, 251)
+        }
+        if data.code == 354 and (mail.code != 250 or len(refused) == len(recipients)):
+            # The server let DATA through with nobody to deliver to: end it with nothing sent.
+            transcript.append("C: .")
+            with contextlib.suppress(aiosmtplib.SMTPResponseException):  # its reply is written
+                await _exchange(transcript, send_body(client, io.BytesIO(b""), client.timeout))
+        if mail.code != 250:
+            raise aiosmtplib.SMTPSenderRefused(mail.code, mail.message, mail_from)
+        if len(refused) == len(recipients):
+            raise _every_recipient_refused(refused)
+        if data.code != 354:
+            raise aiosmtplib.SMTPDataError(data.code, data.message)
+        response = await _exchange(transcript, send_body(client, body, client.timeout))
+        return Outcome(ok=True, reply=_reply(response), refused=refused)
 
     async def _probe(self, mail_from: str, recipients: list[str]) -> Outcome:
         """RCPT TO after MAIL FROM, then RSET: many servers (Postfix with sender-login checks)
@@ -298,6 +343,12 @@ class Connection:
             else _("The server accepted the connection and the sender."),
         )
 
+    def drop(self) -> None:
+        """Let go of a connection the server already closed: there is nobody to say QUIT to."""
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
     async def close(self) -> None:
         if self.client is None:
             return
@@ -306,6 +357,14 @@ class Connection:
         except Exception:  # noqa: BLE001 - the outcome is already decided
             self.client.close()
         self.client = None
+
+
+def _every_recipient_refused(refused: dict[str, str]) -> _Failure:
+    return _Failure(
+        _("The server refused every recipient: %(replies)s")
+        % {"replies": "; ".join(f"{r}: {c}" for r, c in refused.items())},
+        permanent=all(reply.startswith("5") for reply in refused.values()),
+    )
 
 
 # The mechanism tried, best first. Sendgate only authenticates over TLS, where PLAIN is as safe as
@@ -370,13 +429,20 @@ class Sender:
     every later job gets that outcome without another try: a dead server costs one deadline."""
 
     def __init__(
-        self, target: Target, deadline: float | None = None, finish_by: float | None = None
+        self,
+        target: Target,
+        deadline: float | None = None,
+        finish_by: float | None = None,
+        pool: SessionPool | None = None,
     ) -> None:
         self.target = target
         self.deadline = deadline if deadline is not None else settings.SENDGATE_SMTP_DEADLINE
         # Event-loop time by which any job must be done, whatever is left of its own deadline:
         # a message tried on several hosts has one deadline for all of them.
         self.finish_by = finish_by
+        # Where the connection comes from and goes back to (delivery); without one, the
+        # connection is opened here and closed by close() (the connection test: a real login).
+        self.pool = pool
         self.transcript: list[str] = []
         self.connection: Connection | None = None
         self.open_failure: Outcome | None = None
@@ -395,17 +461,38 @@ class Sender:
         return outcomes
 
     async def _send_one(self, mail_from: str, recipients: list[str], data: Data) -> Outcome:
-        opening = self.connection is None
-        started = asyncio.get_running_loop().time()
-        ends = asyncio.get_running_loop().time() + self.deadline
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        ends = started + self.deadline
         if self.finish_by is not None:
             ends = min(ends, self.finish_by)
+        reused = False
+        if self.connection is None and self.pool is not None:
+            self.connection = self.pool.take(self.target)
+            if self.connection is not None:
+                reused = True
+                self.connection.transcript = self.transcript
+        opening = self.connection is None
+        in_open = opening  # until the session is ready for MAIL FROM
         try:
             async with asyncio.timeout_at(ends):
                 if self.connection is None:
-                    self.connection = Connection(self.target, self.transcript)
-                    await self.connection.open()
-                outcome = await self.connection.transfer(mail_from, recipients, data)
+                    await self._open()
+                in_open = False
+                assert self.connection is not None  # opened just now if it was not
+                try:
+                    outcome = await self.connection.transfer(mail_from, recipients, data)
+                except Exception as exc:
+                    if not (reused and _hung_up_before_mail(exc, self.connection)):
+                        raise
+                    # The server closed the kept session just as we took it (an idle timeout):
+                    # nothing was sent, so this is the same attempt on a fresh connection.
+                    self.connection.drop()
+                    opening = in_open = True
+                    await self._open()
+                    in_open = False
+                    assert self.connection is not None
+                    outcome = await self.connection.transfer(mail_from, recipients, data)
                 outcome.tls = self.connection.secured
         except Exception as exc:  # noqa: BLE001 - every failure becomes one sentence
             outcome = _describe(exc, self.target, self.deadline)
@@ -417,13 +504,20 @@ class Sender:
                 )
             refused_only = isinstance(exc, _Failure | aiosmtplib.SMTPResponseException)
             broken = self.connection is not None and self.connection.broken
-            if opening or not refused_only or broken:
+            if in_open or not refused_only or broken:
                 await self.close()
-                if opening:
-                    self.open_failure = outcome
+            # The server cannot be reached or refuses us (TLS, AUTH), or the session it gave
+            # broke at once: the batch's later jobs get this outcome. A refusal of this message
+            # (its sender, its recipients, its content) is this message's alone.
+            if in_open or (opening and not refused_only):
+                self.open_failure = outcome
         outcome.transcript = self.transcript
-        outcome.seconds = asyncio.get_running_loop().time() - started
+        outcome.seconds = loop.time() - started
         return outcome
+
+    async def _open(self) -> None:
+        self.connection = Connection(self.target, self.transcript)
+        await self.connection.open()
 
     def _maybe_starttls_port(self, exc: Exception) -> bool:
         """Implicit TLS was chosen and the handshake broke off (not a certificate problem): the
@@ -443,6 +537,23 @@ class Sender:
         if self.connection is not None:
             await self.connection.close()
             self.connection = None
+
+    async def finish(self) -> None:
+        """Done with this batch: the connection goes back to the pool (or is closed)."""
+        if self.connection is not None and self.pool is not None:
+            self.pool.give_back(self.target, self.connection)
+            self.connection = None
+        await self.close()
+
+
+def _hung_up_before_mail(exc: Exception, connection: Connection) -> bool:
+    """The server was gone before it answered MAIL FROM: it closed the connection, or said it
+    would (421, e.g. its idle timeout) and did. Nothing of the message was accepted."""
+    if connection.mail_answered:
+        return False
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code == 421
+    return isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError)
 
 
 async def send_many(

@@ -12,6 +12,7 @@ import re
 from typing import IO
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 
 CHUNK = 256 * 1024
 
@@ -57,7 +58,6 @@ async def send_data(
     protocol = client.protocol
     if protocol is None or protocol._command_lock is None:  # noqa: SLF001 - set on connect
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    body.seek(0)
     try:
         async with protocol._command_lock:  # noqa: SLF001
             protocol._response_pending = True  # noqa: SLF001
@@ -65,16 +65,38 @@ async def send_data(
             start = await protocol.read_response(timeout=timeout)
             if start.code != 354:
                 raise aiosmtplib.SMTPDataError(start.code, start.message)
-            stuffer = DotStuffer()
-            while chunk := body.read(CHUNK):
-                protocol.write(stuffer.feed(chunk))
-                await protocol._drain_helper()  # noqa: SLF001 - wait for the socket: flat memory
-            protocol._response_pending = True  # noqa: SLF001
-            protocol.write(stuffer.finish())
-            response = await protocol.read_response(timeout=timeout)
-            if response.code != 250:
-                raise aiosmtplib.SMTPDataError(response.code, response.message)
-            return response
+            return await _send_message(protocol, body, timeout)
     except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
         client.close()
         raise
+
+
+async def send_body(
+    client: aiosmtplib.SMTP, body: IO[bytes], timeout: float | None
+) -> aiosmtplib.SMTPResponse:
+    """Send the message from ``body`` after the server answered DATA with 354 (pipelining)."""
+    protocol = client.protocol
+    if protocol is None or protocol._command_lock is None:  # noqa: SLF001 - set on connect
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    try:
+        async with protocol._command_lock:  # noqa: SLF001
+            return await _send_message(protocol, body, timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+
+
+async def _send_message(
+    protocol: SMTPProtocol, body: IO[bytes], timeout: float | None
+) -> aiosmtplib.SMTPResponse:
+    body.seek(0)
+    stuffer = DotStuffer()
+    while chunk := body.read(CHUNK):
+        protocol.write(stuffer.feed(chunk))
+        await protocol._drain_helper()  # noqa: SLF001 - wait for the socket: flat memory
+    protocol._response_pending = True  # noqa: SLF001
+    protocol.write(stuffer.finish())
+    response = await protocol.read_response(timeout=timeout)
+    if response.code != 250:
+        raise aiosmtplib.SMTPDataError(response.code, response.message)
+    return response

@@ -34,6 +34,7 @@ from mailkit.logs import event
 from mailkit.mta_sts import Mode as StsMode
 from mailkit.mta_sts import Policy, PolicyFetcher
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, send_many
+from mailkit.smtp_pool import worker_loop
 from outbox import bodies, notices
 from outbox.models import DeliveryAttempt, Message, Rule
 
@@ -97,6 +98,27 @@ def claim(message_ids: list[int]) -> Claim:
             attempt_count=F("attempt_count") + 1,
         )
     return Claim(claimed, {pk for pk, state in rows if state == Message.State.SENDING})
+
+
+def claim_due(limit: int) -> Claim:
+    """Take up to ``limit`` due messages, oldest due first, for this worker (a coalesced wake-up).
+
+    Concurrent workers split the work: on PostgreSQL each skips the rows another is claiming;
+    on SQLite the IMMEDIATE transaction serialises them. Messages taken back from a dead worker
+    are left to the sweeper, which sends each of them alone.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        due = Message.objects.filter(_due(now)).order_by("next_attempt_at")
+        if connection.features.has_select_for_update_skip_locked:
+            due = due.select_for_update(skip_locked=True)
+        claimed = list(due.values_list("pk", flat=True)[:limit])
+        Message.objects.filter(pk__in=claimed).update(
+            state=Message.State.SENDING,
+            lease_until=now + timedelta(seconds=settings.SENDGATE_CLAIM_LEASE_SECONDS),
+            attempt_count=F("attempt_count") + 1,
+        )
+    return Claim(claimed, set())
 
 
 def routes_for(messages: list[Message]) -> dict[int, Route]:
@@ -194,7 +216,17 @@ def deliver_batch(
     Each message is on its own: whatever goes wrong with one of them is recorded on it as an
     attempt, and the others go on.
     """
-    taken = claim(message_ids)
+    deliver_claimed(claim(message_ids), resolver, policy_fetcher)
+
+
+def deliver_claimed(
+    taken: Claim,
+    resolver: dns.Resolver | None = None,
+    policy_fetcher: PolicyFetcher | None = None,
+    budget_ends: float | None = None,
+) -> None:
+    """Deliver the messages of ``taken`` (see deliver_batch); none starts after ``budget_ends``
+    (time.monotonic()) or SENDGATE_BATCH_SECONDS from now, whichever comes first."""
     if not taken.ids:
         return
     messages = list(
@@ -204,7 +236,8 @@ def deliver_batch(
         .filter(pk__in=taken.ids)
         .order_by("pk")
     )  # a message deleted meanwhile is simply not here
-    batch = Batch(messages, {}, time.monotonic() + settings.SENDGATE_BATCH_SECONDS)
+    ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
+    batch = Batch(messages, {}, ends if budget_ends is None else min(ends, budget_ends))
     messages = _route_each(batch)
     messages = _note_interruptions(batch, messages, taken.interrupted)
     by_target, direct = _sort_by_path(batch, messages)
@@ -281,8 +314,9 @@ def _sort_by_path(
             assert route.server_id is not None  # routing names the server of a gateway route
             by_server[route.server_id].append(message)
     by_target: dict[Target, list[Message]] = defaultdict(list)
+    servers = _servers(list(by_server))
     for server_id, server_messages in by_server.items():
-        target = _target(server_id, batch.cached_tokens)
+        target = _target(servers[server_id], batch.cached_tokens)
         if isinstance(target, tuple):  # its password cannot be decrypted, no sign-in token, ...
             label, failure = target
             for message in server_messages:
@@ -306,13 +340,31 @@ def _signed_in(server_ids: set[int | None]) -> set[int]:
     return set(rows.values_list("pk", flat=True))
 
 
-def _target(server_id: int, cached_tokens: set[int]) -> Target | tuple[str, Outcome]:
+def _servers(server_ids: list[int]) -> dict[int, SmtpServer | Exception]:
+    """The servers, in one query; if one of them cannot be loaded (its password cannot be
+    decrypted), each is loaded on its own, so that only its own mail gets the error."""
+    try:
+        servers = SmtpServer.objects.in_bulk(server_ids)
+        return {pk: servers.get(pk) or SmtpServer.DoesNotExist(pk) for pk in server_ids}
+    except Exception:  # noqa: BLE001 - narrowed down below
+        loaded: dict[int, SmtpServer | Exception] = {}
+        for pk in server_ids:
+            try:
+                loaded[pk] = SmtpServer.objects.get(pk=pk)
+            except Exception as exc:  # noqa: BLE001 - recorded on every message for it
+                loaded[pk] = exc
+        return loaded
+
+
+def _target(
+    server: SmtpServer | Exception, cached_tokens: set[int]
+) -> Target | tuple[str, Outcome]:
     """The server's dial parameters (with a usable access token for a server signed in with
     OAuth), or the error that stops anyone using it now (with the label to record it under).
-    Adds an OAuth server dialled with a
-    token from the cache to ``cached_tokens``."""
+    Adds an OAuth server dialled with a token from the cache to ``cached_tokens``."""
+    if isinstance(server, Exception):
+        return "", _internal_error(server)
     try:
-        server = SmtpServer.objects.get(pk=server_id)
         target, renewed = tokens.dial_target(server)
     except oauth.TokenError as exc:
         # No token, no session: a revoked sign-in (invalid_grant) pauses the gateway like a
@@ -321,7 +373,7 @@ def _target(server_id: int, cached_tokens: set[int]) -> Target | tuple[str, Outc
     except Exception as exc:  # noqa: BLE001 - recorded on every message for this server
         return "", _internal_error(exc)
     if server.uses_oauth and not renewed:
-        cached_tokens.add(server_id)
+        cached_tokens.add(server.pk)
     return target
 
 
@@ -387,8 +439,8 @@ def _send_through_servers(
 ) -> None:
     """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
-    The event loop (and with it every open connection) lives for the whole batch, but runs only
-    during a round: between rounds this thread saves the outcomes with the ORM. The batch starts
+    The process's event loop runs in its own thread (mailkit.smtp_pool); this thread waits for
+    each round there, then saves the outcomes with the ORM. The batch starts
     no new message after SENDGATE_BATCH_SECONDS (well inside the task's time limit); what it did
     not start is handed back.
     """
@@ -396,11 +448,12 @@ def _send_through_servers(
     async def together(coroutines) -> list:
         return await asyncio.gather(*coroutines)
 
-    loop = asyncio.new_event_loop()
-    senders = {target: Sender(target) for target in by_target}
+    pool = worker_loop.pool
+    senders = {target: Sender(target, pool=pool) for target in by_target}
     queues = {target: list(messages) for target, messages in by_target.items()}
     routes = batch.routes
-    stop_at = loop.time() + (batch.budget_ends - time.monotonic())  # the batch's one time budget
+    # The batch's one time budget, on the loop's clock.
+    stop_at = worker_loop.time() + (batch.budget_ends - time.monotonic())
     try:
         while any(queues.values()):
             this_round: dict[Target, list[tuple[Message, Job]]] = {}
@@ -408,7 +461,7 @@ def _send_through_servers(
                 jobs = _jobs(taken, routes, target, signer)
                 if jobs:
                     this_round[target] = jobs
-            outcomes = loop.run_until_complete(
+            outcomes = worker_loop.run(
                 together(
                     senders[t].send([job for _m, job in jobs], stop_at)
                     for t, jobs in this_round.items()
@@ -426,8 +479,8 @@ def _send_through_servers(
             if not_started:
                 _release(not_started)
     finally:
-        loop.run_until_complete(together(s.close() for s in senders.values()))
-        loop.close()
+        # Connections stay open for the next task to the same server (mailkit.smtp_pool).
+        worker_loop.run(together(s.finish() for s in senders.values()))
 
 
 # A body larger than this goes to a temporary file, not memory, on its way to the socket.
@@ -437,15 +490,16 @@ MAX_HEADER = 4 * 1024 * 1024
 
 
 def body_file(
-    message_id: int, route: Route, signer: Signer | None = None
+    message_id: int, route: Route, signer: Signer | None = None, raw: bytes | None = None
 ) -> SpooledTemporaryFile[bytes]:
     """The message as it leaves by ``route`` (its Sender: header set, then DKIM-signed on the
     domain path), copied from its row a chunk at a time into a temporary file: memory stays flat
-    whatever the message's size (except while a message is signed, see _signed)."""
+    whatever the message's size (except while a message is signed, see _signed). A small
+    message's bytes read already (``raw``) are used as they are."""
     sender_header = route.sender_header
     out = SpooledTemporaryFile(max_size=IN_MEMORY_BODY)  # noqa: SIM115 - closed after its round
     head = b""
-    pieces = bodies.chunks(message_id)
+    pieces = iter([raw]) if raw is not None else bodies.chunks(message_id)
     for piece in pieces:
         head += piece
         if HEADER_END.search(head) or len(head) > MAX_HEADER:
@@ -503,10 +557,15 @@ def _jobs(
 ) -> list[tuple[Message, Job]]:
     """The SMTP job of each message; one that cannot be prepared is recorded and left out."""
     jobs: list[tuple[Message, Job]] = []
+    try:
+        # Small bodies in one query; a big one is read a chunk at a time by body_file.
+        small = bodies.whole([m.pk for m in messages if m.raw_size <= IN_MEMORY_BODY])  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - each message is read (and fails) on its own below
+        small = {}
     for message in messages:
         route = routes[message.pk]
         try:
-            data = body_file(message.pk, route, signer)
+            data = body_file(message.pk, route, signer, small.get(message.pk))
         except Exception as exc:  # noqa: BLE001 - recorded on this message; the round goes on
             _record([(message, _everyone(message, target.label, _internal_error(exc)))], routes)
             continue

@@ -3,24 +3,12 @@ from __future__ import annotations
 import time
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown, worker_shutdown
 from django.conf import settings
 
+from mailkit.smtp_pool import worker_loop
+
 from . import delivery
-
-
-@shared_task
-def deliver_due() -> None:
-    """The wake-up after messages were queued: deliver whatever is due, a batch at a time, until
-    nothing is left or a batch's time is spent (the sweeper, or the next wake-up, takes the rest).
-    One wake-up serves every message committed before it; a wake-up that finds nothing returns."""
-    deadline = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
-    previous: list[int] = []
-    while time.monotonic() < deadline:
-        ids = delivery.due_message_ids(limit=settings.SENDGATE_BATCH_SIZE, interrupted=False)
-        if not ids or ids == previous:  # nothing due, or nothing this worker could take
-            return
-        delivery.deliver_batch(ids)
-        previous = ids
 
 
 @shared_task
@@ -30,6 +18,22 @@ def deliver_message(message_id: int) -> None:
     already taken find nothing left to claim and return at once."""
     others = delivery.due_message_ids(limit=settings.SENDGATE_BATCH_SIZE - 1, interrupted=False)
     delivery.deliver_batch([message_id, *(pk for pk in others if pk != message_id)])
+
+
+@shared_task
+def deliver_due() -> None:
+    """A coalesced wake-up (no arguments: many accepted messages, one task): deliver what is
+    due, a batch at a time, until nothing is left or SENDGATE_BATCH_SECONDS are spent; then hand
+    what is still due to a fresh task rather than hold this worker. Tasks running at once split
+    the work (delivery.claim_due)."""
+    ends = time.monotonic() + settings.SENDGATE_BATCH_SECONDS
+    while time.monotonic() < ends:
+        taken = delivery.claim_due(settings.SENDGATE_BATCH_SIZE)
+        if not taken.ids:
+            return
+        delivery.deliver_claimed(taken, budget_ends=ends)
+    if delivery.due_message_ids(limit=1, interrupted=False):
+        deliver_due.delay()
 
 
 @shared_task
@@ -51,3 +55,10 @@ def sweep_outbox() -> None:
     size = settings.SENDGATE_BATCH_SIZE
     for start in range(0, len(ids), size):
         deliver_messages.delay(ids[start : start + size])
+
+
+@worker_process_shutdown.connect  # a prefork child
+@worker_shutdown.connect  # the solo pool's one process
+def close_smtp_sessions(**_kwargs: object) -> None:
+    """Say QUIT to the servers this process kept sessions open with (mailkit.smtp_pool)."""
+    worker_loop.close()

@@ -79,6 +79,16 @@ def _loopback_only(method):
 
 
 @pytest.fixture(autouse=True)
+def no_kept_smtp_sessions():
+    """Sessions a test's deliveries kept open (mailkit.smtp_pool) end with the test: the next
+    test starts with none, as a freshly started worker would."""
+    from mailkit.smtp_pool import worker_loop
+
+    yield worker_loop
+    worker_loop.close()
+
+
+@pytest.fixture(autouse=True)
 def client_login_with_a_request(monkeypatch):
     """django-axes checks every authenticate() against the client's address, so it needs the
     request; Django's test Client.login() passes none. Give it one from 127.0.0.1, so a test's

@@ -20,6 +20,11 @@ class Script:
     drop_after_dot: bool = False  # read the whole message, close before replying
     drop_after_reply: bool = False  # reply to the message, then close without waiting
     data_delay: float = 0.0  # seconds to think before answering the message
+    pipelining: bool = False  # offer PIPELINING (RFC 2920)
+    idle_timeout: float | None = None  # say 421 and hang up after this many silent seconds
+    # After this many messages on one connection, answer the next MAIL FROM with 421 and hang up
+    # (an idle timeout that strikes just as the client comes back).
+    hang_up_at_mail_after: int | None = None
 
 
 @dataclass
@@ -37,6 +42,7 @@ class FaultPeer:
         self.delivered: list[Delivered] = []
         self.commands: list[str] = []
         self.connections = 0
+        self.hang_ups = 0  # idle connections this server closed
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.base_events.Server | None = None
         started = threading.Event()
@@ -67,6 +73,17 @@ class FaultPeer:
             task.cancel()
         await asyncio.gather(*sessions, return_exceptions=True)
 
+    async def _next_line(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        """The client's next line; b"" once the idle timeout made this server hang up."""
+        if self.script.idle_timeout is None:
+            return await reader.readline()
+        try:
+            return await asyncio.wait_for(reader.readline(), self.script.idle_timeout)
+        except TimeoutError:
+            writer.write(b"421 4.4.2 fault.test closing: idle too long\r\n")
+            self.hang_ups += 1
+            return b""
+
     async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         s = self.script
@@ -89,12 +106,15 @@ class FaultPeer:
                 return
             mail_from, rcpts = "", []
             tls = False
-            while line := await reader.readline():
+            delivered_here = 0
+            while line := await self._next_line(reader, writer):
                 command = line.decode().strip()
                 self.commands.append(command)
                 verb = command.split(" ", 1)[0].upper()
                 if verb in ("EHLO", "HELO"):
                     extensions = ["8BITMIME"]
+                    if s.pipelining:
+                        extensions.append("PIPELINING")
                     if s.starttls and not tls:
                         extensions.append("STARTTLS")
                     if s.auth_reply and (tls or not s.starttls):
@@ -108,6 +128,9 @@ class FaultPeer:
                     tls = True
                 elif verb == "AUTH":
                     await say(s.auth_reply)
+                elif verb == "MAIL" and delivered_here == s.hang_up_at_mail_after:
+                    await say("421 4.4.2 fault.test closing: idle too long")
+                    return
                 elif verb == "MAIL":
                     mail_from = command.split(":", 1)[1].strip().strip("<>").split(">")[0]
                     rcpts = []
@@ -118,6 +141,8 @@ class FaultPeer:
                     if reply.startswith("2"):
                         rcpts.append(rcpt)
                     await say(reply)
+                elif verb == "DATA" and not rcpts:
+                    await say("554 5.5.1 no valid recipients")
                 elif verb == "DATA":
                     await say("354 go on")
                     data = b""
@@ -135,6 +160,7 @@ class FaultPeer:
                     await asyncio.sleep(s.data_delay)
                     if s.data_reply.startswith("2"):
                         self.delivered.append(Delivered(mail_from, list(rcpts), data))
+                        delivered_here += 1
                     await say(s.data_reply)
                     if s.drop_after_reply:
                         writer.close()
