@@ -7,7 +7,14 @@ import socket
 
 import pytest
 
-from mailkit.netguard import UnsafeAddress, UnsafePort, check_port, parse_networks, resolve_checked
+from mailkit.netguard import (
+    UnsafeAddress,
+    UnsafePort,
+    check_port,
+    connect_checked,
+    parse_networks,
+    resolve_checked,
+)
 from mailkit.smtp import Security, Target, run_session
 
 # Every one of these must be refused with no allow-list. Literal and obfuscated forms go through
@@ -129,3 +136,28 @@ def test_delivery_refuses_an_unsafe_host_before_connecting(settings):
     assert not outcome.ok
     assert outcome.error.startswith("Not allowed: 127.1 resolves to 127.0.0.1")
     assert outcome.transcript == []  # nothing was sent anywhere
+
+
+def test_a_checked_connection_sends_small_writes_at_once():
+    """The last line of a message must not wait for the server's delayed ACK (Nagle's algorithm):
+    that cost some 40 ms per message on a kept session. asyncio turns Nagle off only on sockets
+    that say they are TCP."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    async def open_transport() -> int:
+        sock = await connect_checked(
+            "127.0.0.1", listener.getsockname()[1], parse_networks(["127.0.0.0/8"])
+        )
+        transport, _protocol = await asyncio.get_running_loop().create_connection(
+            asyncio.Protocol, sock=sock
+        )
+        nodelay = transport.get_extra_info("socket").getsockopt(
+            socket.IPPROTO_TCP, socket.TCP_NODELAY
+        )
+        transport.close()
+        return nodelay
+
+    try:
+        assert asyncio.run(open_transport()) != 0
+    finally:
+        listener.close()
