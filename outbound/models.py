@@ -18,7 +18,7 @@ class AppPasswordQuerySet(models.QuerySet):
 class AppPassword(models.Model):
     """A password for the SMTP submission port only, so the console password never leaves it.
 
-    Only a hash is stored (Django's password hashers); the user sees the password once.
+    Only a keyed hash is stored (see outbound.credentials); the user sees the password once.
     """
 
     account = models.ForeignKey(
