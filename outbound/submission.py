@@ -127,12 +127,8 @@ def _parse_header(head: bytes) -> EmailMessage:
     return Parser(policy=default_policy).parsestr(head.decode("utf-8", "replace"), headersonly=True)
 
 
-def from_header_address(raw: bytes) -> str:
-    """The one address in the message's From header, or refuse."""
-    return _from_address(_parse_header(split_header(raw)[0]))
-
-
 def _from_address(headers: EmailMessage) -> str:
+    """The one address in the message's From header, or refuse."""
     fields = headers.get_all("from") or []
     addresses: tuple[Address, ...] = fields[0].addresses if len(fields) == 1 else ()
     if len(addresses) != 1 or not addresses[0].addr_spec:
