@@ -1,8 +1,8 @@
 """The listener's database work: Django's one sync thread, and the group commit.
 
 Every session of a listener process hands its message to one ``GroupCommit``, which stores all
-messages waiting at that moment in one transaction, each in a savepoint of its own, and commits
-once: a commit (and its flush to disk) per group instead of per message. While a group is being
+messages waiting at that moment in one transaction, with one INSERT, and commits once: a commit
+(and its flush to disk) per group instead of per message. While a group is being
 stored the next one gathers, so a lone message waits for nobody and a busy listener commits in
 bigger groups. Each message's session learns its outcome only after the commit: a ``250`` is
 never answered for a row that is not committed.
@@ -20,10 +20,9 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection, transaction
 
 from outbox.models import Message
-from outbox.queue import wake_up
+from outbox.queue import Pending, count_queued, store, wake_up
 
 from . import credentials
-from .submission import Refused
 
 log = logging.getLogger("sendgate.submission")
 
@@ -47,15 +46,15 @@ async def in_db(function: Callable, *args: Any) -> Any:
 
 @dataclass(frozen=True)
 class Submission:
-    """One message to store: ``store`` queues it (or raises ``Refused``), once the app password
-    it was sent with is found still valid in the same transaction."""
+    """One message to store: ``prepare`` checks it and builds its row (or raises ``Refused``),
+    once the app password it was sent with is found still valid in the same transaction."""
 
     app_password_id: int
-    store: Callable[[], Message]
+    prepare: Callable[[], Pending]
 
 
-# Whatever a submission's ``store`` returned (a Message), raised (an exception, answered alone), or
-# None: its login was revoked meanwhile.
+# Whatever a submission's ``prepare`` raised (an exception, answered alone), its stored Message,
+# or None: its login was revoked meanwhile.
 Outcome = Message | Exception | None
 
 # A group's size is bounded so one commit does not hold many sessions' big messages at once.
@@ -63,36 +62,62 @@ MAX_GROUP = 200
 
 
 def store_group(submissions: list[Submission]) -> list[Outcome]:
-    """Store each submission in its own savepoint of one transaction; commit once."""
-    if len(submissions) == 1:
-        return [_store_alone(submissions[0])]
-    outcomes: list[Outcome] = []
+    """Store the group's messages in one transaction, with one INSERT for all that are whole
+    (a big one is stored on its own); commit once.
+
+    A lone message is stored with nothing around it: its failure is raised, as a failed commit
+    would be. In a group, a failure is narrowed down to the message at fault.
+    """
+    outcomes: list[Outcome] = [None] * len(submissions)
+    prepared: list[tuple[int, Pending]] = []
+    for n, submission in enumerate(submissions):
+        try:
+            # Before the transaction: whatever a check does cannot break the group's.
+            prepared.append((n, submission.prepare()))
+        except Exception as exc:  # noqa: BLE001 - a refusal (or a bug): answered alone
+            outcomes[n] = exc
     with transaction.atomic():
         # Checked afresh (not from a session's cache) right before the commit: no message is
         # accepted on a login revoked while the message was being sent.
         valid = credentials.valid_app_password_ids({s.app_password_id for s in submissions})
-        for submission in submissions:
+        for n, submission in enumerate(submissions):
             if submission.app_password_id not in valid:
-                outcomes.append(None)
-                continue
-            try:
-                with transaction.atomic():  # a savepoint: a failing message fails alone
-                    outcomes.append(submission.store())
-            except Exception as exc:  # noqa: BLE001 - recorded on this message, answered alone
-                outcomes.append(exc)
+                outcomes[n] = None  # whatever else was wrong with its message
+        ready = [(n, p) for n, p in prepared if submissions[n].app_password_id in valid]
+        if len(submissions) == 1 and ready:
+            store([ready[0][1]])
+            outcomes[0] = ready[0][1].message
+        else:
+            _store_apart(ready, outcomes)
     return outcomes
 
 
-def _store_alone(submission: Submission) -> Outcome:
-    """A lone message needs no savepoint (two round trips): its failure rolls back only itself.
-    A refusal is its outcome; any other error is raised, as a failed commit would be."""
+def _store_apart(ready: list[tuple[int, Pending]], outcomes: list[Outcome]) -> None:
+    """Store ``ready`` so that a failing message fails alone: the whole ones with one INSERT
+    in a savepoint (one by one if that fails), each big one in a savepoint of its own."""
+    whole = [(n, pending) for n, pending in ready if pending.rest is None]
     try:
-        with transaction.atomic():
-            if not credentials.valid_app_password_ids({submission.app_password_id}):
-                return None
-            return submission.store()
-    except Refused as refusal:
-        return refusal
+        if whole:
+            with transaction.atomic():
+                store([pending for _n, pending in whole])
+        for n, pending in whole:
+            outcomes[n] = pending.message
+    except Exception:  # noqa: BLE001 - narrowed down below
+        # Only whole messages are tried again: their bytes are all in the row still to insert.
+        for n, pending in whole:
+            _store_one(n, pending, outcomes)
+    for n, pending in ready:
+        if pending.rest is not None:
+            _store_one(n, pending, outcomes)
+
+
+def _store_one(n: int, pending: Pending, outcomes: list[Outcome]) -> None:
+    try:
+        with transaction.atomic():  # a savepoint: a failing message fails alone
+            store([pending])
+        outcomes[n] = pending.message
+    except Exception as exc:  # noqa: BLE001 - recorded on this message, answered alone
+        outcomes[n] = exc
 
 
 class GroupCommit:
@@ -124,7 +149,9 @@ class GroupCommit:
                 continue
             for (_submission, future), outcome in zip(group, outcomes, strict=True):
                 future.set_result(outcome)
-            if any(isinstance(outcome, Message) for outcome in outcomes):
+            stored = [outcome for outcome in outcomes if isinstance(outcome, Message)]
+            count_queued(stored)
+            if stored:
                 self.wake_ups.wake()
 
 

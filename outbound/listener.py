@@ -1,4 +1,5 @@
-"""The SMTP submission listener (aiosmtpd): STARTTLS, AUTH with app passwords, then ``submit``.
+"""The SMTP submission listener (aiosmtpd): STARTTLS, AUTH with app passwords, then the checks
+of ``submission.prepare``.
 
 aiosmtpd runs the protocol on an asyncio loop; every database step runs in Django's one
 sync thread (``in_db``), and password hashing in a worker thread so it stalls nobody. Messages
@@ -28,9 +29,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 
 from directory.models import Account
-from outbox.models import Message
+from outbox.queue import Pending
 
-from . import credentials, metrics
+from . import credentials, metrics, submission
 from .group_commit import GroupCommit, Submission, WakeUps, in_db
 from .submission import (
     Refused,
@@ -41,7 +42,6 @@ from .submission import (
     check_recipient_count,
     check_sender,
     sent_today,
-    submit,
 )
 
 log = logging.getLogger("sendgate.submission")
@@ -460,9 +460,9 @@ class SubmissionHandler:
             return _("451 4.3.0 Could not store the message; try again later")
         sent = rules.sent
 
-        def store() -> Message:
+        def prepare() -> Pending:
             # The group commit checks the app password afresh first, in the same transaction.
-            return submit(
+            return submission.prepare(
                 identity.account,
                 envelope.mail_from,
                 list(envelope.rcpt_tos),
@@ -470,12 +470,11 @@ class SubmissionHandler:
                 received,
                 allowed=rules.allowed,
                 sent=sent,
-                wake=False,  # the group commit wakes a worker once for the whole group
             )
 
         started = time.monotonic()
         try:
-            outcome = await self.group_commit.store(Submission(identity.app_password_id, store))
+            outcome = await self.group_commit.store(Submission(identity.app_password_id, prepare))
         except Exception:  # the message or its group's commit failed: it is not stored
             log.exception("submission from %s not stored", identity.login)
             return _("451 4.3.0 Could not store the message; try again later")

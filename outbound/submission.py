@@ -6,9 +6,9 @@ a ``Refused`` carrying the SMTP reply; sendmail turns it into an exit status.
 
 from __future__ import annotations
 
+import functools
 import io
 from datetime import timedelta
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import Parser
 from email.policy import default as default_policy
@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
@@ -24,7 +25,7 @@ from django.utils.translation import ngettext
 from directory.models import Account
 from mailkit.addresses import domain_of, normalize_address
 from outbox.models import Message
-from outbox.queue import queue
+from outbox.queue import Pending, count_queued, new_message, store, wake_up
 
 from .headers import HEADER_END, split_header, with_headers, without_headers
 from .intake import sendable_addresses
@@ -129,11 +130,19 @@ def _parse_header(head: bytes) -> EmailMessage:
 
 def _from_address(headers: EmailMessage) -> str:
     """The one address in the message's From header, or refuse."""
-    fields = headers.get_all("from") or []
-    addresses: tuple[Address, ...] = fields[0].addresses if len(fields) == 1 else ()
-    if len(addresses) != 1 or not addresses[0].addr_spec:
+    fields = [value for name, value in headers.raw_items() if name.lower() == "from"]
+    addresses = _addresses(fields[0]) if len(fields) == 1 else ()
+    if len(addresses) != 1 or not addresses[0]:
         raise Refused(_("550 5.7.1 The message needs a From header with exactly one address"))
-    return addresses[0].addr_spec
+    return addresses[0]
+
+
+@functools.lru_cache(maxsize=4096)
+def _addresses(from_value: str) -> tuple[str, ...]:
+    """The addresses of a From header as the email package reads them. A sender's messages
+    repeat the same From line, and reading one costs more than the rest of the checks."""
+    header = default_policy.header_fetch_parse("From", from_value)
+    return tuple(address.addr_spec for address in header.addresses)
 
 
 # Bytes of the message read at a time, from a spooled submission into the outbox row.
@@ -161,15 +170,35 @@ def submit(
     *,
     allowed: set[str] | None = None,
     sent: int | None = None,
-    wake: bool = True,
 ) -> Message:
-    """Check everything, then commit the message to the outbox; refuse with ``Refused``.
+    """Check everything, then commit the message to the outbox and wake a worker; refuse with
+    ``Refused``. See ``prepare`` for the arguments."""
+    pending = prepare(account, envelope_from, recipients, content, received, allowed, sent)
+    with transaction.atomic():
+        store([pending])
+        # robust: the message is committed whatever the broker says; the sweeper has it.
+        transaction.on_commit(wake_up, robust=True)
+    count_queued([pending.message])
+    return pending.message
 
-    ``content`` may be a file (the listener spools big messages to disk): only its header is
-    held in memory; the rest goes into the outbox row a chunk at a time. ``received`` is the
-    ``Received:`` value up to the date, which is added here. A caller that knows the account's
-    ``allowed`` senders and the messages it ``sent`` today passes them (no query for either);
-    ``wake=False`` leaves waking a worker to the caller (the listener wakes one per group).
+
+def prepare(
+    account: Account,
+    envelope_from: str,
+    recipients: list[str],
+    content: bytes | BinaryIO,
+    received: str,
+    allowed: set[str] | None = None,
+    sent: int | None = None,
+) -> Pending:
+    """Check everything and build the outbox row (not saved: ``outbox.queue.store`` does, in the
+    caller's transaction); refuse with ``Refused``.
+
+    ``content`` may be a file (the listener spools big messages to disk): a message of up to
+    CHUNK bytes is read whole; of a bigger one only the header is held in memory, and the rest
+    goes into the outbox row a chunk at a time. ``received`` is the ``Received:`` value up to
+    the date, which is added here. A caller that knows the account's ``allowed`` senders and the
+    messages it ``sent`` today passes them (then nothing here queries the database).
     """
     check_domain_verified(account)
     if isinstance(content, bytes):
@@ -199,7 +228,7 @@ def submit(
 
     now = timezone.now()
     added = [f"Received: {received}; {format_datetime(now)}"]
-    if headers["date"] is None:
+    if not any(name.lower() == "date" for name, _value in headers.raw_items()):
         added.append(f"Date: {format_datetime(now)}")
     message_id = str(headers["message-id"] or "").strip()
     if not message_id:
@@ -208,14 +237,11 @@ def submit(
     # Bcc recipients are in the envelope; the header would tell every recipient about them.
     head = with_headers(without_headers(head, {"bcc"}), added)
     subject = " ".join(str(headers["subject"] or "").split())  # unfolded, no control characters
-    rest = iter(lambda: content.read(CHUNK), b"")
-    return queue(
-        account,
-        from_address,
-        recipients,
-        subject,
-        message_id[:255],
-        head + past_head,
-        rest,
-        wake=wake,
-    )
+    body = head + past_head
+    rest = None
+    if size <= CHUNK:
+        body += content.read()  # whole: it can be stored with other messages in one statement
+    else:
+        rest = iter(lambda: content.read(CHUNK), b"")
+    message = new_message(account, from_address, recipients, subject, message_id[:255], body)
+    return Pending(message, rest)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from prometheus_client import Counter
@@ -32,6 +33,53 @@ MESSAGES_QUEUED = Counter(
 )
 
 
+def new_message(
+    account: Account,
+    from_address: str,
+    recipients: list[str],
+    subject: str,
+    message_id: str,
+    raw: bytes,
+    kind: str = Message.Kind.MAIL,
+) -> Message:
+    """The outbox row of an accepted message, not saved yet (``store`` saves it)."""
+    return Message(
+        account=account,
+        domain_id=account.domain_id,
+        kind=kind,
+        from_address=from_address,
+        recipients=recipients,
+        pending_recipients=list(recipients),
+        subject=subject[:998],
+        message_id=message_id,
+        raw=raw,
+    )
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A new message and the rest of its bytes (a big message's, read a chunk at a time), or
+    None: ``message.raw`` is all of it."""
+
+    message: Message
+    rest: Iterable[bytes] | None = None
+
+
+def store(pending: list[Pending]) -> None:
+    """Insert the messages (one statement for all), then append each one's ``rest``; in the
+    caller's transaction. Waking a worker is the caller's (``queue`` or the listener's)."""
+    _insert([p.message for p in pending])
+    for p in pending:
+        for chunk in p.rest or ():
+            bodies.append(p.message.pk, chunk)
+
+
+def count_queued(messages: Iterable[Message]) -> None:
+    """The metric of queued messages; called once they are committed."""
+    for message in messages:
+        MESSAGES_QUEUED.labels(message.kind).inc()
+
+
 def queue(
     account: Account,
     from_address: str,
@@ -48,27 +96,49 @@ def queue(
 
     ``rest`` continues ``raw`` (a big message read a chunk at a time): it is appended to the
     row in the same transaction, so a worker only ever sees the whole message. ``wake=False``:
-    the caller wakes a worker itself once it has committed (the listener, once per group).
+    the caller wakes a worker itself once it has committed.
     """
+    message = new_message(account, from_address, recipients, subject, message_id, raw, kind)
     with transaction.atomic():
-        message = Message.objects.create(
-            account=account,
-            domain_id=account.domain_id,
-            kind=kind,
-            from_address=from_address,
-            recipients=recipients,
-            pending_recipients=list(recipients),
-            subject=subject[:998],
-            message_id=message_id,
-            raw=raw,
-        )
-        for chunk in rest:
-            bodies.append(message.pk, chunk)
+        store([Pending(message, rest or None)])
         if wake:
             # robust: the message is committed whatever the broker says; the sweeper has it.
             transaction.on_commit(wake_up, robust=True)
-    MESSAGES_QUEUED.labels(kind).inc()
+    count_queued([message])
     return message
+
+
+def _insert(messages: list[Message]) -> None:
+    """INSERT the new rows with one statement and set their primary keys.
+
+    Django's ``create`` costs ~0.7 ms of Python per row here, ``bulk_create`` ~1.1 ms for one,
+    both mostly compiling the query; the listener stores every message this way, so the SQL is
+    written out from the model's fields (their own conversion of each value is kept).
+    """
+    fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    # SQLite caps the parameters of one statement.
+    per_statement = (connection.features.max_query_params or 65535) // len(fields)
+    for start in range(0, len(messages), per_statement):
+        part = messages[start : start + per_statement]
+        sql = (
+            f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "  # noqa: S608 - model names
+            f"VALUES {', '.join([row] * len(part))} RETURNING {quote('id')}"
+        )
+        params = [
+            f.get_db_prep_save(f.pre_save(message, add=True), connection)
+            for message in part
+            for f in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            ids = [pk for (pk,) in cursor.fetchall()]
+        for message, pk in zip(part, ids, strict=True):
+            message.pk = pk
+            message._state.adding = False
+            message._state.db = connection.alias
 
 
 def wake_up() -> None:

@@ -22,7 +22,7 @@ from outbound.credentials import create_app_password
 from outbound.group_commit import GroupCommit, Submission, WakeUps
 from outbound.submission import Refused
 from outbox.models import Message
-from outbox.queue import queue
+from outbox.queue import Pending, new_message
 
 from .conftest import _database_url, free_port, wait_for
 from .test_submission import mail
@@ -88,25 +88,19 @@ def test_a_message_that_fails_inside_a_group_fails_alone_and_one_wake_up_serves_
     release = threading.Event()
 
     def store(number: int):
-        def stored() -> Message:
+        def prepared() -> Pending:
             if number == 0:
                 release.wait(10)  # the first group holds the database thread meanwhile
             if number == 3:
                 raise Refused("550 5.7.1 No")
-            if number == 5:
-                with connection.cursor() as cursor:  # a database error inside the transaction
-                    cursor.execute("SELECT * FROM no_such_table")
-            return queue(
-                ann,
-                ann.email,
-                ["bob@elsewhere.test"],
-                f"#{number}",
-                f"<{number}@t>",
-                b"x",
-                wake=False,
+            message = new_message(
+                ann, ann.email, ["bob@elsewhere.test"], f"#{number}", f"<{number}@t>", b"x"
             )
+            if number == 5:
+                message.account_id = None  # its row cannot be inserted: NOT NULL
+            return Pending(message)
 
-        return Submission(app_password_id, stored)
+        return Submission(app_password_id, prepared)
 
     async def run() -> list:
         wake_ups = CountingWakeUps()
@@ -141,8 +135,8 @@ def test_a_message_of_a_revoked_login_in_a_group_is_refused_and_the_others_are_s
     def submission(app_password_id: int, subject: str) -> Submission:
         return Submission(
             app_password_id,
-            lambda: queue(
-                ann, ann.email, ["bob@elsewhere.test"], subject, f"<{subject}@t>", b"x", wake=False
+            lambda: Pending(
+                new_message(ann, ann.email, ["bob@elsewhere.test"], subject, f"<{subject}@t>", b"x")
             ),
         )
 
