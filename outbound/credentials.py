@@ -126,19 +126,28 @@ def valid_app_password_ids(app_password_ids: set[int]) -> set[int]:
     """
     if not app_password_ids:
         return set()
+    with connection.cursor() as cursor:
+        cursor.execute(_valid_ids_sql(len(app_password_ids)), list(app_password_ids))
+        return {pk for (pk,) in cursor.fetchall()}
+
+
+def still_valid_condition(app_password_id: int) -> tuple[str, list[int]]:
+    """``still_valid`` as an SQL condition and its parameters, for a statement that stores
+    something only while the login holds (the listener's lone message: one round trip)."""
+    return f"EXISTS ({_valid_ids_sql(1)})", [app_password_id]
+
+
+def _valid_ids_sql(count: int) -> str:
     quote = connection.ops.quote_name
     passwords, accounts = AppPassword._meta, Account._meta
     account_id = quote(passwords.get_field("account").column)
     is_active = quote(accounts.get_field("is_active").column)
-    marks = ", ".join(["%s"] * len(app_password_ids))
-    sql = (
+    marks = ", ".join(["%s"] * count)
+    return (
         f"SELECT p.id FROM {quote(passwords.db_table)} p "  # noqa: S608 - names from the models
         f"JOIN {quote(accounts.db_table)} a ON a.id = p.{account_id} "
         f"WHERE p.id IN ({marks}) AND a.{is_active}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, list(app_password_ids))
-        return {pk for (pk,) in cursor.fetchall()}
 
 
 # --- throttling -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connection, transaction
 
 from outbox.models import Message
-from outbox.queue import Pending, count_queued, store, wake_up
+from outbox.queue import Pending, count_queued, store, store_if, wake_up
 
 from . import credentials
 
@@ -65,8 +65,9 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
     """Store the group's messages in one transaction, with one INSERT for all that are whole
     (a big one is stored on its own); commit once.
 
-    A lone message is stored with nothing around it: its failure is raised, as a failed commit
-    would be. In a group, a failure is narrowed down to the message at fault.
+    A lone message is stored with nothing around it (a whole one with one statement): its failure
+    is raised, as a failed commit would be. In a group, a failure is narrowed down to the message
+    at fault.
     """
     outcomes: list[Outcome] = [None] * len(submissions)
     prepared: list[tuple[int, Pending]] = []
@@ -76,6 +77,8 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
             prepared.append((n, submission.prepare()))
         except Exception as exc:  # noqa: BLE001 - a refusal (or a bug): answered alone
             outcomes[n] = exc
+    if len(submissions) == 1 and prepared and prepared[0][1].rest is None:
+        return [_store_alone(submissions[0], prepared[0][1])]
     with transaction.atomic():
         # Checked afresh (not from a session's cache) right before the commit: no message is
         # accepted on a login revoked while the message was being sent.
@@ -90,6 +93,13 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
         else:
             _store_apart(ready, outcomes)
     return outcomes
+
+
+def _store_alone(submission: Submission, pending: Pending) -> Outcome:
+    """A lone whole message: the login check, the INSERT and the commit in one statement (None:
+    the login was revoked). Its failure is raised, as a failed commit would be."""
+    condition, params = credentials.still_valid_condition(submission.app_password_id)
+    return pending.message if store_if(pending, condition, params) else None
 
 
 def _store_apart(ready: list[tuple[int, Pending]], outcomes: list[Outcome]) -> None:

@@ -10,7 +10,7 @@ from functools import partial
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 from django.utils import timezone
 from prometheus_client import Counter
 
@@ -108,6 +108,24 @@ def queue(
     return message
 
 
+def store_if(pending: Pending, condition: str, params: list) -> bool:
+    """Insert a whole message (no ``rest``) if the SQL ``condition`` holds, in one statement;
+    return whether it did. Outside a transaction the check, the insert and the commit are then
+    a single round trip to the database."""
+    assert pending.rest is None  # noqa: S101 - a big message is stored with store()
+    fields, columns, values = _columns(1)
+    sql = (
+        f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} ({columns}) "  # noqa: S608 - model names
+        f"SELECT {values[1:-1]} WHERE {condition} RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _values(fields, [pending.message]) + params)
+        inserted = cursor.fetchall()
+    for (pk,) in inserted:
+        _saved(pending.message, pk)
+    return bool(inserted)
+
+
 def _insert(messages: list[Message]) -> None:
     """INSERT the new rows with one statement and set their primary keys.
 
@@ -115,30 +133,42 @@ def _insert(messages: list[Message]) -> None:
     both mostly compiling the query; the listener stores every message this way, so the SQL is
     written out from the model's fields (their own conversion of each value is kept).
     """
-    fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     # SQLite caps the parameters of one statement.
-    per_statement = (connection.features.max_query_params or 65535) // len(fields)
+    per_statement = (connection.features.max_query_params or 65535) // len(_columns(1)[0])
     for start in range(0, len(messages), per_statement):
         part = messages[start : start + per_statement]
+        fields, columns, values = _columns(len(part))
         sql = (
-            f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) "  # noqa: S608 - model names
-            f"VALUES {', '.join([row] * len(part))} RETURNING {quote('id')}"
+            f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} ({columns}) "  # noqa: S608 - model names
+            f"VALUES {values} RETURNING id"
         )
-        params = [
-            f.get_db_prep_save(f.pre_save(message, add=True), connection)
-            for message in part
-            for f in fields
-        ]
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, _values(fields, part))
             ids = [pk for (pk,) in cursor.fetchall()]
         for message, pk in zip(part, ids, strict=True):
-            message.pk = pk
-            message._state.adding = False
-            message._state.db = connection.alias
+            _saved(message, pk)
+
+
+def _columns(rows: int) -> tuple[list[Field], str, str]:
+    """The fields a new row sets, their quoted column names, and ``rows`` value lists."""
+    fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    return fields, columns, ", ".join([row] * rows)
+
+
+def _values(fields: list[Field], messages: list[Message]) -> list:
+    return [
+        f.get_db_prep_save(f.pre_save(message, add=True), connection)
+        for message in messages
+        for f in fields
+    ]
+
+
+def _saved(message: Message, pk: int) -> None:
+    message.pk = pk
+    message._state.adding = False
+    message._state.db = connection.alias
 
 
 def wake_up() -> None:
