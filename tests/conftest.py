@@ -400,10 +400,9 @@ def start_submission(transactional_db, settings, pki: Pki) -> Iterator:
     import asyncio
     import threading
 
-    from asgiref.sync import sync_to_async
     from django.db import connections
 
-    from outbound.listener import ListenerConfig, start_servers
+    from outbound.listener import ListenerConfig, in_db, start_servers
 
     settings.SENDGATE_AUTH_FAILURE_DELAY = 0
     settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES = 64 * 1024
@@ -442,7 +441,7 @@ def start_submission(transactional_db, settings, pki: Pki) -> Iterator:
     thread.join(timeout=10)
     # The listener's database thread keeps a connection; PostgreSQL cannot drop the test database
     # while it is open.
-    loop.run_until_complete(sync_to_async(connections.close_all, thread_sensitive=True)())
+    loop.run_until_complete(in_db(connections.close_all))
     loop.close()
 
 

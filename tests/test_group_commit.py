@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import connection, connections
+from django.db import connections
 
 from outbound.credentials import create_app_password
-from outbound.group_commit import GroupCommit, Submission, WakeUps
+from outbound.group_commit import GroupCommit, Submission, WakeUps, in_db
 from outbound.submission import Refused
 from outbox.models import Message
 from outbox.queue import Pending, new_message
@@ -111,7 +110,7 @@ def test_a_message_that_fails_inside_a_group_fails_alone_and_one_wake_up_serves_
         await asyncio.sleep(0.2)
         release.set()
         outcomes = await asyncio.gather(first, *others)
-        await sync_to_async(connections.close_all, thread_sensitive=True)()
+        await in_db(connections.close_all)
         return [outcomes, wake_ups.sent]
 
     outcomes, wake_ups_sent = asyncio.run(run())
@@ -148,7 +147,7 @@ def test_a_message_of_a_revoked_login_in_a_group_is_refused_and_the_others_are_s
             group_commit.store(submission(revoked.pk, "revoked")),
             group_commit.store(submission(other.pk, "valid")),
         )
-        await sync_to_async(connections.close_all, thread_sensitive=True)()
+        await in_db(connections.close_all)
         return list(outcomes)
 
     revoked_outcome, valid_outcome = asyncio.run(run())
