@@ -435,6 +435,8 @@ class SubmissionHandler:
             return _read_sender_rules(match.account)
 
         server.known_sender_rules = await in_db(logged_in)
+        # Just found valid: the session's first MAIL need not ask the database again.
+        server._valid_until = time.monotonic() + RECHECK_SECONDS
         log.info("submission AUTH ok for %s from %s", match.account.email, ip)
         return AuthResult(success=True, auth_data=Identity(match.account, login, match.pk))
 
