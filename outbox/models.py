@@ -58,14 +58,22 @@ class Message(models.Model):
     # Accepted and not finished (the others, sent and failed, are final).
     WAITING_STATES = (State.QUEUED, State.SENDING, State.DEFERRED, State.HELD)
 
+    # No index of its own (db_index=False), nor the domain's: message_account_recent and
+    # message_domain_recent start with them, and every index is written again at each insert
+    # and at each change of state (claimed, sent), which is most of the outbox's write cost.
     account = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="messages", db_index=False
     )
     # The sender's domain when the message was accepted: the admin's delivery log filters on it
     # directly (a join through every account made a small tenant pay for a big one). Null for
     # an account without a domain (an operator).
     domain = models.ForeignKey(
-        "directory.Domain", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "directory.Domain",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.MAIL)
     from_address = models.EmailField()
