@@ -302,7 +302,10 @@ def _sort_by_path(
     """Record held mail; group gateway mail by server connection; list direct-MX mail."""
     direct: list[Message] = []
     by_server: dict[int, list[Message]] = defaultdict(list)
-    signed_in = _signed_in({batch.routes[m.pk].server_id for m in messages})
+    # Only a held message's notice depends on how its server signs in: no query without one.
+    signed_in = _signed_in(
+        {batch.routes[m.pk].server_id for m in messages if batch.routes[m.pk].hold}
+    )
     for message in messages:
         route = batch.routes[message.pk]
         if route.hold:
