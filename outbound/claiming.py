@@ -1,85 +1,50 @@
 """PostgreSQL: claim due messages and load what their batch needs, in one statement.
 
-A small batch's fixed cost was mostly the ORM compiling its queries (about 1 ms of CPU each):
+A small batch's fixed cost was mostly its round trips and the ORM compiling their queries:
 BEGIN, SELECT ... FOR UPDATE SKIP LOCKED, UPDATE, COMMIT, then the load of the claimed
 messages with their accounts and domains. Here one UPDATE ... RETURNING in autocommit claims
-the rows and brings them back joined to their account and domain, and its SQL is built once
-per process from the models' own names.
+the rows and brings them back joined to their account and domain (see outbound.rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any, cast
+from typing import cast
 
 from django.db import connection
-from django.db.models import Field, Model
 
 from directory.models import Account, Domain
 from outbox.models import Message
 
-
-class _Columns:
-    """A model's concrete columns (but ``leave_out``) in one SELECT list, and the instance a
-    row's slice of values makes, converted as the ORM would convert them."""
-
-    def __init__(self, model: type[Model], alias: str, leave_out: Sequence[str] = ()) -> None:
-        self.model = model
-        self.alias = alias
-        self.fields: list[Field] = [
-            f for f in model._meta.concrete_fields if f.name not in leave_out
-        ]
-        self.attnames = [f.attname for f in self.fields]
-        self.columns = [f.get_col(model._meta.db_table) for f in self.fields]
-        self.converters = [
-            connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            for column in self.columns
-        ]
-
-    def sql(self) -> str:
-        quote = connection.ops.quote_name
-        return ", ".join(f"{self.alias}.{quote(f.column)}" for f in self.fields)
-
-    def build(self, values: Sequence[Any]) -> Model:
-        converted = []
-        for column, converters, value in zip(self.columns, self.converters, values, strict=True):
-            for converter in converters:
-                value = converter(value, column, connection)
-            converted.append(value)
-        # Columns left out are deferred, as with QuerySet.defer().
-        return self.model.from_db(connection.alias, self.attnames, converted)
+from .rows import Columns, cache_related, column, quote, table
 
 
 @cache
-def _statement() -> tuple[str, _Columns, _Columns, _Columns]:
+def _statement() -> tuple[str, Columns, Columns, Columns]:
     """The claim statement and the columns it returns (the same for the life of the process)."""
-    quote = connection.ops.quote_name
-    message = _Columns(Message, "claimed", leave_out=["raw"])  # bodies are read round by round
-    account = _Columns(Account, "account")
-    domain = _Columns(Domain, "domain")
-    table = quote(Message._meta.db_table)
-
-    def column(name: str, model: type[Model] = Message) -> str:
-        return quote(cast(Field, model._meta.get_field(name)).column)
-
-    state, due_at, attempts = column("state"), column("next_attempt_at"), column("attempt_count")
+    message = Columns(Message, "claimed", leave_out=["raw"])  # bodies are read round by round
+    account = Columns(Account, "account")
+    domain = Columns(Domain, "domain")
+    messages = table(Message)
+    state, due_at, attempts = (
+        column(Message, name) for name in ("state", "next_attempt_at", "attempt_count")
+    )
     returned = ", ".join(quote(f.column) for f in message.fields)
     sql = (
         f"WITH claimed AS ("  # noqa: S608 - every name comes from the models
-        f" UPDATE {table} SET {state} = %s, {column('lease_until')} = %s,"
+        f" UPDATE {messages} SET {state} = %s, {column(Message, 'lease_until')} = %s,"
         f" {attempts} = {attempts} + 1"
         f" WHERE {quote('id')} IN ("
-        f"  SELECT {quote('id')} FROM {table} WHERE {state} IN (%s, %s) AND {due_at} <= %s"
+        f"  SELECT {quote('id')} FROM {messages} WHERE {state} IN (%s, %s) AND {due_at} <= %s"
         f"  ORDER BY {due_at} LIMIT %s FOR UPDATE SKIP LOCKED)"
-        f" RETURNING {returned}, LENGTH({column('raw')}) AS raw_size)"
+        f" RETURNING {returned}, LENGTH({column(Message, 'raw')}) AS raw_size)"
         f" SELECT {message.sql()}, claimed.raw_size, {account.sql()}, {domain.sql()}"
         f" FROM claimed"
-        f" JOIN {quote(Account._meta.db_table)} account"
-        f"  ON account.{quote('id')} = claimed.{column('account')}"
-        f" LEFT JOIN {quote(Domain._meta.db_table)} domain"
-        f"  ON domain.{quote('id')} = account.{column('domain', Account)}"
+        f" JOIN {table(Account)} account"
+        f"  ON account.{quote('id')} = claimed.{column(Message, 'account')}"
+        f" LEFT JOIN {table(Domain)} domain"
+        f"  ON domain.{quote('id')} = account.{column(Account, 'domain')}"
         f" ORDER BY claimed.{quote('id')}"
     )
     return sql, message, account, domain
@@ -107,8 +72,8 @@ def claim_due(limit: int, now: datetime, lease_until: datetime) -> list[Message]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    first_account = len(message_columns.fields) + 1  # after the message and its raw_size
-    first_domain = first_account + len(account_columns.fields)
+    first_account = message_columns.width + 1  # after the message and its raw_size
+    first_domain = first_account + account_columns.width
     messages = []
     for row in rows:
         message = cast(Message, message_columns.build(row[: first_account - 1]))
@@ -116,12 +81,7 @@ def claim_due(limit: int, now: datetime, lease_until: datetime) -> list[Message]
         account = account_columns.build(row[first_account:first_domain])
         domain_row = row[first_domain:]
         domain = domain_columns.build(domain_row) if domain_row[0] is not None else None
-        _cache_related(account, "domain", domain)
-        _cache_related(message, "account", account)
+        cache_related(account, "domain", domain)
+        cache_related(message, "account", account)
         messages.append(message)
     return messages
-
-
-def _cache_related(instance: Model, name: str, related: Model | None) -> None:
-    """Set ``instance.<name>`` as select_related would: no query when it is read."""
-    instance._meta.get_field(name).set_cached_value(instance, related)  # type: ignore[union-attr]
