@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from email.errors import MessageError
 from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
+from functools import cache
 from tempfile import SpooledTemporaryFile
 from typing import IO, cast
 
@@ -38,7 +39,7 @@ from mailkit.smtp_pool import worker_loop
 from outbox import bodies, notices
 from outbox.models import DeliveryAttempt, Message, Rule
 
-from . import claiming, metrics, mta_sts, reports
+from . import claiming, metrics, mta_sts, reports, rows
 from .headers import HEADER_END, with_sender
 from .routing import Route, RouteKind, route_for
 
@@ -134,18 +135,11 @@ def routes_for(messages: list[Message]) -> dict[int, Route]:
     Passwords and sign-in tokens are not loaded here: one unreadable secret must not stop the
     whole batch, so it is decrypted later, per server (see ``_target``).
     """
+    if not messages:
+        return {}
     aliases = {
         (a.account_id, a.address): a
-        for a in SendAsAlias.objects.select_related("smtp_server")
-        .defer(
-            "smtp_server__password",
-            "smtp_server__oauth_refresh_token",
-            "smtp_server__oauth_access_token",
-        )
-        .filter(
-            account_id__in={m.account_id for m in messages},
-            address__in={m.from_address for m in messages},
-        )
+        for a in _aliases({m.account_id for m in messages}, {m.from_address for m in messages})
     }
     return {
         m.pk: route_for(
@@ -156,6 +150,44 @@ def routes_for(messages: list[Message]) -> dict[int, Route]:
         )
         for m in messages
     }
+
+
+# Read only when a message goes through the server (see _target).
+SERVER_SECRETS = ["password", "oauth_refresh_token", "oauth_access_token"]
+
+
+@cache
+def _alias_columns() -> tuple[rows.Columns, rows.Columns]:
+    return rows.Columns(SendAsAlias, "alias"), rows.Columns(
+        SmtpServer, "server", leave_out=SERVER_SECRETS
+    )
+
+
+def _aliases(account_ids: set[int], addresses: set[str]) -> list[SendAsAlias]:
+    """The aliases of ``account_ids`` among ``addresses``, each with its server but not the
+    server's secrets: SendAsAlias.objects.select_related("smtp_server").defer(secrets), in SQL
+    that is not compiled again at every batch (outbound.rows)."""
+    alias, server = _alias_columns()
+    accounts, wanted = list(account_ids), list(addresses)
+    sql = (
+        f"SELECT {alias.sql()}, {server.sql()} FROM {rows.table(SendAsAlias)} alias"  # noqa: S608 - names from the models
+        f" LEFT JOIN {rows.table(SmtpServer)} server"
+        f" ON server.{rows.quote('id')} = alias.{rows.column(SendAsAlias, 'smtp_server')}"
+        f" WHERE alias.{rows.column(SendAsAlias, 'account')} IN ({rows.placeholders(accounts)})"
+        f" AND alias.{rows.column(SendAsAlias, 'address')} IN ({rows.placeholders(wanted)})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*accounts, *wanted])
+        found = cursor.fetchall()
+    aliases = []
+    for row in found:
+        loaded = cast(SendAsAlias, alias.build(row[: alias.width]))
+        server_row = row[alias.width :]
+        rows.cache_related(
+            loaded, "smtp_server", server.build(server_row) if server_row[0] is not None else None
+        )
+        aliases.append(loaded)
+    return aliases
 
 
 def deliver(
@@ -352,15 +384,22 @@ def _signed_in(server_ids: set[int | None]) -> set[int]:
     ids = {pk for pk in server_ids if pk is not None}
     if not ids:
         return set()
-    rows = SmtpServer.objects.filter(pk__in=ids).exclude(oauth_provider="")
-    return set(rows.values_list("pk", flat=True))
+    signing_in = SmtpServer.objects.filter(pk__in=ids).exclude(oauth_provider="")
+    return set(signing_in.values_list("pk", flat=True))
 
 
 def _servers(server_ids: list[int]) -> dict[int, SmtpServer | Exception]:
     """The servers, in one query; if one of them cannot be loaded (its password cannot be
     decrypted), each is loaded on its own, so that only its own mail gets the error."""
+    if not server_ids:
+        return {}
     try:
-        servers = SmtpServer.objects.in_bulk(server_ids)
+        found = rows.select(
+            _server_columns(),
+            f"server.{rows.quote('id')} IN ({rows.placeholders(server_ids)})",
+            server_ids,
+        )
+        servers = {server.pk: cast(SmtpServer, server) for server in found}
         return {pk: servers.get(pk) or SmtpServer.DoesNotExist(pk) for pk in server_ids}
     except Exception:  # noqa: BLE001 - narrowed down below
         loaded: dict[int, SmtpServer | Exception] = {}
@@ -370,6 +409,11 @@ def _servers(server_ids: list[int]) -> dict[int, SmtpServer | Exception]:
             except Exception as exc:  # noqa: BLE001 - recorded on every message for it
                 loaded[pk] = exc
         return loaded
+
+
+@cache
+def _server_columns() -> rows.Columns:
+    return rows.Columns(SmtpServer, "server")
 
 
 def _target(
@@ -701,12 +745,12 @@ def _save_settled(messages: list[Message]) -> None:
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
     sql = f"UPDATE {quote(Message._meta.db_table)} SET {assignments} WHERE {quote('id')} = %s"  # noqa: S608 - names from the model
-    rows = [
+    values = [
         [f.get_db_prep_save(getattr(m, f.attname), connection) for f in fields] + [m.pk]
         for m in messages
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        cursor.executemany(sql, values)
 
 
 def _held(message: Message, signed_in: bool) -> Outcome:

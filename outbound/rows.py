@@ -48,6 +48,14 @@ class Columns:
         return self.model.from_db(connection.alias, self.attnames, converted)
 
 
+def select(columns: Columns, where: str, params: Sequence[Any]) -> list[Model]:
+    """The rows of ``columns``'s table (aliased as its alias) that match ``where``."""
+    sql = f"SELECT {columns.sql()} FROM {table(columns.model)} {columns.alias} WHERE {where}"  # noqa: S608 - names from the model
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [columns.build(row) for row in cursor.fetchall()]
+
+
 def quote(name: str) -> str:
     return connection.ops.quote_name(name)
 
