@@ -157,25 +157,28 @@ SERVER_SECRETS = ["password", "oauth_refresh_token", "oauth_access_token"]
 
 
 @cache
-def _alias_columns() -> tuple[rows.Columns, rows.Columns]:
-    return rows.Columns(SendAsAlias, "alias"), rows.Columns(
-        SmtpServer, "server", leave_out=SERVER_SECRETS
+def _alias_query() -> tuple[str, rows.Columns, rows.Columns]:
+    """The alias query's SQL (with ``{accounts}`` and ``{addresses}`` left to fill in) and its
+    columns: the alias's, then its server's but the secrets."""
+    alias = rows.Columns(SendAsAlias, "alias")
+    server = rows.Columns(SmtpServer, "server", leave_out=SERVER_SECRETS)
+    sql = (
+        f"SELECT {alias.sql()}, {server.sql()} FROM {rows.table(SendAsAlias)} alias"  # noqa: S608 - names from the models
+        f" LEFT JOIN {rows.table(SmtpServer)} server"
+        f" ON server.{rows.quote('id')} = alias.{rows.column(SendAsAlias, 'smtp_server')}"
+        f" WHERE alias.{rows.column(SendAsAlias, 'account')} IN ({{accounts}})"
+        f" AND alias.{rows.column(SendAsAlias, 'address')} IN ({{addresses}})"
     )
+    return sql, alias, server
 
 
 def _aliases(account_ids: set[int], addresses: set[str]) -> list[SendAsAlias]:
     """The aliases of ``account_ids`` among ``addresses``, each with its server but not the
     server's secrets: SendAsAlias.objects.select_related("smtp_server").defer(secrets), in SQL
     that is not compiled again at every batch (outbound.rows)."""
-    alias, server = _alias_columns()
+    sql, alias, server = _alias_query()
     accounts, wanted = list(account_ids), list(addresses)
-    sql = (
-        f"SELECT {alias.sql()}, {server.sql()} FROM {rows.table(SendAsAlias)} alias"  # noqa: S608 - names from the models
-        f" LEFT JOIN {rows.table(SmtpServer)} server"
-        f" ON server.{rows.quote('id')} = alias.{rows.column(SendAsAlias, 'smtp_server')}"
-        f" WHERE alias.{rows.column(SendAsAlias, 'account')} IN ({rows.placeholders(accounts)})"
-        f" AND alias.{rows.column(SendAsAlias, 'address')} IN ({rows.placeholders(wanted)})"
-    )
+    sql = sql.format(accounts=rows.placeholders(accounts), addresses=rows.placeholders(wanted))
     with connection.cursor() as cursor:
         cursor.execute(sql, [*accounts, *wanted])
         found = cursor.fetchall()

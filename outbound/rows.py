@@ -32,12 +32,14 @@ class Columns:
             for column in self.columns
         ]
 
+        self._sql = ", ".join(f"{alias}.{quote(f.column)}" for f in self.fields)
+
     @property
     def width(self) -> int:
         return len(self.fields)
 
     def sql(self) -> str:
-        return ", ".join(f"{self.alias}.{quote(f.column)}" for f in self.fields)
+        return self._sql
 
     def build(self, values: Sequence[Any]) -> Model:
         converted = []
