@@ -689,7 +689,7 @@ def _save_outcomes(
         if label or isinstance(outcome, InternalError)  # a held message made no attempt
     ]
     with transaction.atomic():  # a report exists if and only if the outcome it reports was saved
-        DeliveryAttempt.objects.bulk_create([attempt for attempt, _seconds in attempts])
+        _insert_attempts([attempt for attempt, _seconds in attempts])
         due_reports = [_settle(m, routes[m.pk], results) for m, results in done]
         for message, _results in done:
             if message.pk in retry_with_new_token and message.state == Message.State.DEFERRED:
@@ -736,6 +736,28 @@ def _release(message_ids: list[int]) -> None:
     Message.objects.filter(pk__in=message_ids, state=Message.State.SENDING).update(
         state=Message.State.QUEUED, lease_until=None, attempt_count=F("attempt_count") - 1
     )
+
+
+def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
+    """Insert the attempts as bulk_create would, with SQL built once per process (bulk_create's
+    compiling cost more CPU than the insert); nothing reads their ids, so none are returned."""
+    if not attempts:
+        return
+    sql, fields = _attempt_insert()
+    values = [
+        [f.get_db_prep_save(f.pre_save(a, True), connection) for f in fields] for a in attempts
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, values)
+
+
+@cache
+def _attempt_insert() -> tuple[str, list[Field]]:
+    fields = [f for f in DeliveryAttempt._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(rows.quote(f.column) for f in fields)
+    values = rows.placeholders(fields)
+    sql = f"INSERT INTO {rows.table(DeliveryAttempt)} ({columns}) VALUES ({values})"  # noqa: S608 - names from the model
+    return sql, fields
 
 
 def _save_settled(messages: list[Message]) -> None:
