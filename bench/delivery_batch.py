@@ -4,7 +4,8 @@
         .venv/bin/python bench/delivery_batch.py --sizes 1,5,20,200
 
 Seeds what bench/drain.py seeds (half the mail through per-user gateways, half through the
-domain gateway, all to loopback sinks requiring STARTTLS + AUTH), then runs what a
+domain gateway, all to loopback sinks requiring STARTTLS + AUTH), due in a random order so
+that every batch mixes both, then runs what a
 ``deliver_due`` task runs, ``claim_due`` + ``deliver_claimed``, batch after batch, and reports
 the process's CPU time (every thread: the SMTP event loop has its own) per message and the SQL
 statements per batch. CPU rather than wall-clock time: the machine may be shared. The kept SMTP
@@ -14,6 +15,7 @@ sessions are opened by a warm-up batch first, as a busy worker would have them.
 from __future__ import annotations
 
 import argparse
+import random
 import subprocess
 import sys
 import time
@@ -93,6 +95,25 @@ class _Counter:
 _counter = _Counter()
 
 
+def shuffle_due_times(ids: list[int]) -> None:
+    """Make the messages due in a fixed random order: every batch mixes the per-user gateways'
+    mail with the domain gateway's (seed() queues them in blocks of 500)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from outbox.models import Message
+
+    order = list(ids)
+    random.Random(13).shuffle(order)
+    start = timezone.now() - timedelta(hours=1)
+    messages = [
+        Message(pk=pk, next_attempt_at=start + timedelta(milliseconds=n))
+        for n, pk in enumerate(order)
+    ]
+    Message.objects.bulk_update(messages, ["next_attempt_at"], batch_size=500)
+
+
 def main() -> None:
     args = parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -107,8 +128,8 @@ def main() -> None:
         from outbound import delivery
         from outbox.models import Message
 
-        warm_up = 2 * (PARTNER_SINKS + 1)  # enough to open a session to every sink
-        seed(warm_up + args.messages * len(sizes), ports)
+        warm_up = 10 * (PARTNER_SINKS + 1)  # enough to open a session to most sinks
+        shuffle_due_times(seed(warm_up + args.messages * len(sizes), ports))
         delivery.deliver_claimed(delivery.claim_due(warm_up))
         print(f"database={connection.vendor} messages_per_size={args.messages}")
         for size in sizes:
