@@ -743,21 +743,26 @@ def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
     compiling cost more CPU than the insert); nothing reads their ids, so none are returned."""
     if not attempts:
         return
-    sql, fields = _attempt_insert()
-    values = [
-        [f.get_db_prep_save(f.pre_save(a, True), connection) for f in fields] for a in attempts
-    ]
+    sql, row, fields = _attempt_insert()
+    # One statement per chunk (executemany costs a pipeline per call with psycopg 3), chunks
+    # within the database's limit on parameters, as bulk_create would.
+    size = connection.ops.bulk_batch_size(fields, attempts)
     with connection.cursor() as cursor:
-        cursor.executemany(sql, values)
+        for start in range(0, len(attempts), size):
+            chunk = attempts[start : start + size]
+            values = [
+                f.get_db_prep_save(f.pre_save(a, True), connection) for a in chunk for f in fields
+            ]
+            cursor.execute(sql + ", ".join([row] * len(chunk)), values)
 
 
 @cache
-def _attempt_insert() -> tuple[str, list[Field]]:
+def _attempt_insert() -> tuple[str, str, list[Field]]:
+    """The INSERT up to VALUES, one row's placeholders, and the fields in their order."""
     fields = [f for f in DeliveryAttempt._meta.concrete_fields if not f.primary_key]
     columns = ", ".join(rows.quote(f.column) for f in fields)
-    values = rows.placeholders(fields)
-    sql = f"INSERT INTO {rows.table(DeliveryAttempt)} ({columns}) VALUES ({values})"  # noqa: S608 - names from the model
-    return sql, fields
+    sql = f"INSERT INTO {rows.table(DeliveryAttempt)} ({columns}) VALUES "  # noqa: S608 - names from the model
+    return sql, f"({rows.placeholders(fields)})", fields
 
 
 def _save_settled(messages: list[Message]) -> None:
