@@ -780,7 +780,10 @@ def _save_settled(messages: list[Message]) -> None:
         for m in messages
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, values)
+        if len(values) == 1:  # psycopg 3 sets up a pipeline for executemany: dear for one row
+            cursor.execute(sql, values[0])
+        else:
+            cursor.executemany(sql, values)
 
 
 def _held(message: Message, signed_in: bool) -> Outcome:
