@@ -38,9 +38,19 @@ def chunks(message_id: int, start: int = 0, size: int = CHUNK) -> Iterator[bytes
 
 def whole(message_ids: list[int]) -> dict[int, bytes]:
     """The bytes of each of ``message_ids`` at once, in one query: for small messages only (a
-    delivery round reads its small bodies together instead of one query each)."""
-    rows = Message.objects.filter(pk__in=message_ids).values_list("pk", "raw")
-    return {pk: bytes(raw) for pk, raw in rows}
+    delivery round reads its small bodies together instead of one query each). Plain SQL: the
+    ORM's compiling cost more CPU than the query, and a worker runs it every round."""
+    if not message_ids:
+        return {}
+    table = connection.ops.quote_name(Message._meta.db_table)
+    column = connection.ops.quote_name(Message._meta.get_field("raw").column)
+    wanted = ", ".join(["%s"] * len(message_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, {column} FROM {table} WHERE id IN ({wanted})",  # noqa: S608 - model names
+            list(message_ids),
+        )
+        return {pk: bytes(raw) for pk, raw in cursor.fetchall()}
 
 
 def append(message_id: int, data: bytes) -> None:

@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 from django.utils import timezone
 
-from outbound import tasks
+from directory.models import Account, Domain
+from outbound import delivery, tasks
 from outbound.intake import accept_message
 from outbox.models import DeliveryAttempt, Message
 
@@ -74,6 +75,50 @@ def test_deliver_due_leaves_messages_taken_back_from_a_dead_worker_to_the_sweepe
     )
     tasks.deliver_due()
     assert Message.objects.get(pk=stale).state == Message.State.SENDING
+
+
+def test_claim_due_takes_each_due_message_once_with_what_delivery_reads_of_it(
+    people, django_assert_num_queries
+):
+    """PostgreSQL returns the claimed messages with the claim: they must be what delivery's own
+    load gives (the same fields, account, domain and body size), or mail would go out wrong."""
+    ids = queue(people, 3)
+    Message.objects.filter(pk=ids[0]).update(
+        failed_recipients={"gone@elsewhere.test": "550 no such user"}, attempt_count=2
+    )
+    not_due = queue(people, 1)[0]
+    Message.objects.filter(pk=not_due).update(
+        next_attempt_at=timezone.now() + timezone.timedelta(hours=1)
+    )
+    before = timezone.now()
+
+    taken = delivery.claim_due(10)
+
+    assert sorted(taken.ids) == ids
+    assert delivery.claim_due(10).ids == []  # nothing is taken twice
+    for message in Message.objects.filter(pk__in=ids):
+        assert message.state == Message.State.SENDING and message.lease_until > before
+    assert Message.objects.get(pk=ids[0]).attempt_count == 3
+    assert Message.objects.get(pk=not_due).state == Message.State.QUEUED
+    loaded = delivery._claimed_messages(taken.ids)
+    returned = loaded if taken.messages is None else taken.messages
+    with django_assert_num_queries(0):
+        for got, expected in zip(returned, loaded, strict=True):
+            assert _fields(got, Message, leave_out="raw") == _fields(
+                expected, Message, leave_out="raw"
+            )
+            assert got.raw_size == expected.raw_size > 0
+            assert _fields(got.account, Account) == _fields(expected.account, Account)
+            assert _fields(got.account.domain, Domain) == _fields(expected.account.domain, Domain)
+            assert got.account.domain.name == people.domain.name
+
+
+def _fields(instance, model, leave_out: str = "") -> dict:
+    return {
+        f.attname: getattr(instance, f.attname)
+        for f in model._meta.concrete_fields
+        if f.name != leave_out
+    }
 
 
 @pytest.mark.worker
