@@ -86,6 +86,36 @@ def setup_django(env: dict[str, str]) -> None:
     django.setup()
 
 
+def start_sink(var: Path, count: int) -> tuple[subprocess.Popen, list[int]]:
+    """bench/sink.py on ``count`` free ports, with a certificate for localhost signed by the CA
+    it writes to ``var``/ca.pem; returns once it is ready. It writes what it accepted to
+    ``var``/accepted.json when stopped."""
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(var / "ca.pem"))
+    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(var / "sink.pem"))
+    ports = [free_port() for _ in range(count)]
+    sink = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "sink.py"),
+            "--ports",
+            ",".join(map(str, ports)),
+            "--cert",
+            str(var / "sink.pem"),
+            "--out",
+            str(var / "accepted.json"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None
+    if sink.stdout.readline().strip() != "ready":
+        raise SystemExit("the sink did not start")
+    return sink, ports
+
+
 def start_workers(env: dict[str, str], count: int, concurrency: int, log: Path) -> list:
     workers = []
     for n in range(count):

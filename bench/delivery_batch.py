@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, free_port, isolated_env, setup_django  # noqa: E402
+from bench.common import isolated_env, setup_django, start_sink  # noqa: E402
 from bench.drain import PARTNER_SINKS, seed  # noqa: E402
 
 
@@ -34,33 +33,6 @@ def parse_args() -> argparse.Namespace:
         "--messages", type=int, default=600, help="messages delivered per batch size"
     )
     return parser.parse_args()
-
-
-def start_sink(var: Path) -> tuple[subprocess.Popen, list[int]]:
-    import trustme
-
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(var / "ca.pem"))
-    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(var / "sink.pem"))
-    ports = [free_port() for _ in range(PARTNER_SINKS + 1)]
-    sink = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "sink.py"),
-            "--ports",
-            ",".join(map(str, ports)),
-            "--cert",
-            str(var / "sink.pem"),
-            "--out",
-            str(var / "accepted.json"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert sink.stdout is not None
-    if sink.stdout.readline().strip() != "ready":
-        raise SystemExit("the sink did not start")
-    return sink, ports
 
 
 def run_batches(size: int, messages: int) -> tuple[float, float, int]:
@@ -120,7 +92,7 @@ def main() -> None:
     env = isolated_env("delivery_batch")
     var = Path(env["SENDGATE_VAR_DIR"])
     env["SENDGATE_EXTRA_CA_FILE"] = str(var / "ca.pem")
-    sink, ports = start_sink(var)
+    sink, ports = start_sink(var, PARTNER_SINKS + 1)
     try:
         setup_django(env)
         from django.db import connection

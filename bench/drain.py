@@ -16,7 +16,6 @@ import argparse
 import json
 import shlex
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,14 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import (  # noqa: E402
-    ROOT,
-    free_port,
     isolated_env,
     peak_rss_mib,
     percentile,
     process_tree,
     record,
     setup_django,
+    start_sink,
     start_workers,
 )
 
@@ -128,30 +126,10 @@ def main() -> None:
 
     env = isolated_env("drain")
     var = Path(env["SENDGATE_VAR_DIR"])
-    import trustme
-
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(str(var / "ca.pem"))
-    ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(var / "sink.pem"))
+    sink, ports = start_sink(var, PARTNER_SINKS + 1)
     env["SENDGATE_EXTRA_CA_FILE"] = str(var / "ca.pem")
     setup_django(env)
 
-    ports = [free_port() for _ in range(PARTNER_SINKS + 1)]
-    sink = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "sink.py"),
-            "--ports",
-            ",".join(map(str, ports)),
-            "--cert",
-            str(var / "sink.pem"),
-            "--out",
-            str(var / "accepted.json"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert sink.stdout.readline().strip() == "ready"
     ids = seed(args.messages, ports)
     print(f"seeded {len(ids)} messages from {SENDERS} senders", flush=True)
 
