@@ -2,9 +2,9 @@
 
 Every session of a listener process hands its message to one ``GroupCommit``, which stores all
 messages waiting at that moment in one transaction, with one INSERT, and commits once: a commit
-(and its flush to disk) per group instead of per message. While a group is being
-stored the next one gathers, so a lone message waits for nobody and a busy listener commits in
-bigger groups. Each message's session learns its outcome only after the commit: a ``250`` is
+(and its flush to disk) per group instead of per message. While a group is being stored the
+next one gathers, so a lone message waits for nobody and a busy listener commits in bigger
+groups. Each message's session learns its outcome only after the commit: a ``250`` is
 never answered for a row that is not committed.
 """
 
@@ -52,8 +52,9 @@ def _guarded(function: Callable, *args: Any) -> Any:
 
 @dataclass(frozen=True)
 class Submission:
-    """One message to store: ``prepare`` checks it and builds its row (or raises ``Refused``),
-    once the app password it was sent with is found still valid in the same transaction."""
+    """One message to store: ``prepare`` checks it and builds its row (or raises ``Refused``);
+    the row is inserted only if the app password it was sent with is still valid, checked in the
+    same transaction (the same statement, for a lone message)."""
 
     app_password_id: int
     prepare: Callable[[], Pending]
@@ -93,7 +94,7 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
             if submission.app_password_id not in valid:
                 outcomes[n] = None  # whatever else was wrong with its message
         ready = [(n, p) for n, p in prepared if submissions[n].app_password_id in valid]
-        if len(submissions) == 1 and ready:
+        if len(submissions) == 1 and ready:  # a lone big message: no savepoint either
             store([ready[0][1]])
             outcomes[0] = ready[0][1].message
         else:

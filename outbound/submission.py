@@ -147,6 +147,10 @@ def _addresses(from_value: str) -> tuple[str, ...]:
 
 # Bytes of the message read at a time, from a spooled submission into the outbox row.
 CHUNK = 4 * 1024 * 1024
+# A message up to this size is read whole and stored with its group's other small messages in
+# one INSERT; a bigger one is stored on its own, a CHUNK at a time, so a group never holds many
+# big messages in memory at once.
+WHOLE = 64 * 1024
 # The header is looked for within this many bytes.
 MAX_HEADER = 4 * 1024 * 1024
 
@@ -195,7 +199,7 @@ def prepare(
     caller's transaction); refuse with ``Refused``.
 
     ``content`` may be a file (the listener spools big messages to disk): a message of up to
-    CHUNK bytes is read whole; of a bigger one only the header is held in memory, and the rest
+    WHOLE bytes is read whole; of a bigger one only the header is held in memory, and the rest
     goes into the outbox row a chunk at a time. ``received`` is the ``Received:`` value up to
     the date, which is added here. A caller that knows the account's ``allowed`` senders and the
     messages it ``sent`` today passes them (then nothing here queries the database).
@@ -239,8 +243,8 @@ def prepare(
     subject = " ".join(str(headers["subject"] or "").split())  # unfolded, no control characters
     body = head + past_head
     rest = None
-    if size <= CHUNK:
-        body += content.read()  # whole: it can be stored with other messages in one statement
+    if size <= WHOLE:
+        body += content.read()  # it can be stored with other messages in one statement
     else:
         rest = iter(lambda: content.read(CHUNK), b"")
     message = new_message(account, from_address, recipients, subject, message_id[:255], body)

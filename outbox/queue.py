@@ -114,9 +114,10 @@ def store_if(pending: Pending, condition: str, params: list) -> bool:
     a single round trip to the database."""
     assert pending.rest is None  # noqa: S101 - a big message is stored with store()
     fields, columns, values = _columns(1)
+    row = values[1:-1]  # the one row's placeholders, without their parentheses
     sql = (
         f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} ({columns}) "  # noqa: S608 - model names
-        f"SELECT {values[1:-1]} WHERE {condition} RETURNING id"
+        f"SELECT {row} WHERE {condition} RETURNING id"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, _values(fields, [pending.message]) + params)
@@ -127,16 +128,14 @@ def store_if(pending: Pending, condition: str, params: list) -> bool:
 
 
 def _insert(messages: list[Message]) -> None:
-    """INSERT the new rows with one statement and set their primary keys.
+    """INSERT the new rows, with one statement per run of them (see ``_statements``), and set
+    their primary keys.
 
     Django's ``create`` costs ~0.7 ms of Python per row here, ``bulk_create`` ~1.1 ms for one,
     both mostly compiling the query; the listener stores every message this way, so the SQL is
     written out from the model's fields (their own conversion of each value is kept).
     """
-    # SQLite caps the parameters of one statement.
-    per_statement = (connection.features.max_query_params or 65535) // len(_columns(1)[0])
-    for start in range(0, len(messages), per_statement):
-        part = messages[start : start + per_statement]
+    for part in _statements(messages):
         fields, columns, values = _columns(len(part))
         sql = (
             f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} ({columns}) "  # noqa: S608 - model names
@@ -147,6 +146,26 @@ def _insert(messages: list[Message]) -> None:
             ids = [pk for (pk,) in cursor.fetchall()]
         for message, pk in zip(part, ids, strict=True):
             _saved(message, pk)
+
+
+# The bodies one INSERT carries at most (but always one message): the statement holds them
+# twice more, escaped, on its way to the database.
+STATEMENT_BYTES = 4 * 1024 * 1024
+
+
+def _statements(messages: list[Message]) -> list[list[Message]]:
+    """``messages`` in runs small enough for one statement: within SQLite's cap on parameters
+    and STATEMENT_BYTES of bodies."""
+    per_statement = (connection.features.max_query_params or 65535) // len(_columns(1)[0])
+    runs: list[list[Message]] = []
+    size = 0
+    for message in messages:
+        if not runs or len(runs[-1]) >= per_statement or size + len(message.raw) > STATEMENT_BYTES:
+            runs.append([])
+            size = 0
+        runs[-1].append(message)
+        size += len(message.raw)
+    return runs
 
 
 def _columns(rows: int) -> tuple[list[Field], str, str]:

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from mailkit.smtp_data import DotStuffer
 from outbound import delivery
 from outbox import bodies
+from outbox import queue as outbox_queue
 from outbox.models import Message
-from outbox.queue import queue
+from outbox.queue import Pending, new_message, queue
 
 from .conftest import server_for
 
@@ -56,3 +57,24 @@ def test_a_multi_megabyte_message_arrives_intact_through_a_real_server(
     assert Message.objects.get(pk=message.pk).state == Message.State.SENT
     [got] = gateway.messages
     assert got.data == raw  # dot-unstuffed by the receiver: exactly what was accepted
+
+
+def test_messages_stored_together_are_split_into_statements_and_arrive_intact(people, monkeypatch):
+    """A group's small messages share INSERTs, a few megabytes of bodies each at most."""
+    monkeypatch.setattr(outbox_queue, "STATEMENT_BYTES", 250_000)
+    raws = [f"Subject: {n}\r\n\r\n".encode() + bytes([65 + n]) * 100_000 for n in range(7)]
+    pending = [
+        Pending(new_message(people.user, people.user.email, ["b@x.test"], f"{n}", f"<{n}@t>", raw))
+        for n, raw in enumerate(raws)
+    ]
+
+    assert [len(run) for run in outbox_queue._statements([p.message for p in pending])] == [
+        2,
+        2,
+        2,
+        1,
+    ]
+    outbox_queue.store(pending)
+
+    stored = {m.pk: bytes(m.raw) for m in Message.objects.all()}
+    assert [stored[p.message.pk] for p in pending] == raws
