@@ -3,7 +3,7 @@
 A small batch's fixed cost was mostly its round trips and the ORM compiling their queries:
 BEGIN, SELECT ... FOR UPDATE SKIP LOCKED, UPDATE, COMMIT, then the load of the claimed
 messages with their accounts and domains. Here one UPDATE ... RETURNING in autocommit claims
-the rows and brings them back joined to their account and domain (see outbound.rows).
+the rows and brings them back joined to their account and domain (see outbox.rows).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from django.db import connection
 
 from directory.models import Account, Domain
 from outbox.models import Message
-
-from .rows import Columns, cache_related, column, quote, table
+from outbox.rows import Columns, cache_related, column, quote, table
 
 
 @cache

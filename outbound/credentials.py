@@ -23,6 +23,7 @@ from django.utils import timezone
 from directory.models import Account
 from mailkit.logs import event
 from mailkit.secrets import derived_keys
+from outbox import rows
 
 from . import metrics
 from .models import AppPassword, AuthFailure
@@ -138,15 +139,11 @@ def still_valid_condition(app_password_id: int) -> tuple[str, list[int]]:
 
 
 def _valid_ids_sql(count: int) -> str:
-    quote = connection.ops.quote_name
-    passwords, accounts = AppPassword._meta, Account._meta
-    account_id = quote(passwords.get_field("account").column)
-    is_active = quote(accounts.get_field("is_active").column)
-    marks = ", ".join(["%s"] * count)
+    account_id, is_active = rows.column(AppPassword, "account"), rows.column(Account, "is_active")
     return (
-        f"SELECT p.id FROM {quote(passwords.db_table)} p "  # noqa: S608 - names from the models
-        f"JOIN {quote(accounts.db_table)} a ON a.id = p.{account_id} "
-        f"WHERE p.id IN ({marks}) AND a.{is_active}"
+        f"SELECT p.id FROM {rows.table(AppPassword)} p "  # noqa: S608 - names from the models
+        f"JOIN {rows.table(Account)} a ON a.id = p.{account_id} "
+        f"WHERE p.id IN ({rows.placeholders(range(count))}) AND a.{is_active}"
     )
 
 

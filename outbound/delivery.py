@@ -36,10 +36,10 @@ from mailkit.mta_sts import Mode as StsMode
 from mailkit.mta_sts import Policy, PolicyFetcher
 from mailkit.smtp import Job, Outcome, Security, Sender, Target, send_many
 from mailkit.smtp_pool import worker_loop
-from outbox import bodies, notices
+from outbox import bodies, notices, rows
 from outbox.models import DeliveryAttempt, Message, Rule
 
-from . import claiming, metrics, mta_sts, reports, rows
+from . import claiming, metrics, mta_sts, reports
 from .headers import HEADER_END, with_sender
 from .routing import Route, RouteKind, route_for
 
@@ -175,7 +175,7 @@ def _alias_query() -> tuple[str, rows.Columns, rows.Columns]:
 def _aliases(account_ids: set[int], addresses: set[str]) -> list[SendAsAlias]:
     """The aliases of ``account_ids`` among ``addresses``, each with its server but not the
     server's secrets: SendAsAlias.objects.select_related("smtp_server").defer(secrets), in SQL
-    that is not compiled again at every batch (outbound.rows)."""
+    that is not compiled again at every batch (outbox.rows)."""
     sql, alias, server = _alias_query()
     accounts, wanted = list(account_ids), list(addresses)
     sql = sql.format(accounts=rows.placeholders(accounts), addresses=rows.placeholders(wanted))
@@ -741,28 +741,13 @@ def _release(message_ids: list[int]) -> None:
 def _insert_attempts(attempts: list[DeliveryAttempt]) -> None:
     """Insert the attempts as bulk_create would, with SQL built once per process (bulk_create's
     compiling cost more CPU than the insert); nothing reads their ids, so none are returned."""
-    if not attempts:
-        return
-    sql, row, fields = _attempt_insert()
+    insert = rows.inserting(DeliveryAttempt)
     # One statement per chunk (executemany costs a pipeline per call with psycopg 3), chunks
     # within the database's limit on parameters, as bulk_create would.
-    size = connection.ops.bulk_batch_size(fields, attempts)
     with connection.cursor() as cursor:
-        for start in range(0, len(attempts), size):
-            chunk = attempts[start : start + size]
-            values = [
-                f.get_db_prep_save(f.pre_save(a, True), connection) for a in chunk for f in fields
-            ]
-            cursor.execute(sql + ", ".join([row] * len(chunk)), values)
-
-
-@cache
-def _attempt_insert() -> tuple[str, str, list[Field]]:
-    """The INSERT up to VALUES, one row's placeholders, and the fields in their order."""
-    fields = [f for f in DeliveryAttempt._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(rows.quote(f.column) for f in fields)
-    sql = f"INSERT INTO {rows.table(DeliveryAttempt)} ({columns}) VALUES "  # noqa: S608 - names from the model
-    return sql, f"({rows.placeholders(fields)})", fields
+        for start in range(0, len(attempts), insert.max_rows):
+            chunk = attempts[start : start + insert.max_rows]
+            cursor.execute(insert.sql(len(chunk)), insert.values(chunk))
 
 
 def _save_settled(messages: list[Message]) -> None:

@@ -10,13 +10,13 @@ from functools import partial
 from celery import current_app
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Field, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from prometheus_client import Counter
 
 from directory.models import Account
 
-from . import bodies
+from . import bodies, rows
 from .models import Message
 
 # Delivery sits above the outbox (it reads send-as servers, and send-as queues its codes here), so
@@ -113,14 +113,10 @@ def store_if(pending: Pending, condition: str, params: list) -> bool:
     return whether it did. Outside a transaction the check, the insert and the commit are then
     a single round trip to the database."""
     assert pending.rest is None  # noqa: S101 - a big message is stored with store()
-    fields, columns, values = _columns(1)
-    row = values[1:-1]  # the one row's placeholders, without their parentheses
-    sql = (
-        f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} ({columns}) "  # noqa: S608 - model names
-        f"SELECT {row} WHERE {condition} RETURNING id"
-    )
+    insert = rows.inserting(Message)
+    sql = f"{insert.into} SELECT {insert.row} WHERE {condition} RETURNING id"
     with connection.cursor() as cursor:
-        cursor.execute(sql, _values(fields, [pending.message]) + params)
+        cursor.execute(sql, insert.values([pending.message]) + params)
         inserted = cursor.fetchall()
     for (pk,) in inserted:
         _saved(pending.message, pk)
@@ -132,17 +128,12 @@ def _insert(messages: list[Message]) -> None:
     their primary keys.
 
     Django's ``create`` costs ~0.7 ms of Python per row here, ``bulk_create`` ~1.1 ms for one,
-    both mostly compiling the query; the listener stores every message this way, so the SQL is
-    written out from the model's fields (their own conversion of each value is kept).
+    both mostly compiling the query; the listener stores every message this way (outbox.rows).
     """
-    for part in _statements(messages):
-        fields, columns, values = _columns(len(part))
-        sql = (
-            f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} ({columns}) "  # noqa: S608 - model names
-            f"VALUES {values} RETURNING id"
-        )
+    insert = rows.inserting(Message)
+    for part in _statements(messages, insert.max_rows):
         with connection.cursor() as cursor:
-            cursor.execute(sql, _values(fields, part))
+            cursor.execute(f"{insert.sql(len(part))} RETURNING id", insert.values(part))
             ids = [pk for (pk,) in cursor.fetchall()]
         for message, pk in zip(part, ids, strict=True):
             _saved(message, pk)
@@ -153,35 +144,18 @@ def _insert(messages: list[Message]) -> None:
 STATEMENT_BYTES = 4 * 1024 * 1024
 
 
-def _statements(messages: list[Message]) -> list[list[Message]]:
-    """``messages`` in runs small enough for one statement: within SQLite's cap on parameters
-    and STATEMENT_BYTES of bodies."""
-    per_statement = (connection.features.max_query_params or 65535) // len(_columns(1)[0])
+def _statements(messages: list[Message], max_rows: int) -> list[list[Message]]:
+    """``messages`` in runs small enough for one statement: ``max_rows`` rows and
+    STATEMENT_BYTES of bodies at most."""
     runs: list[list[Message]] = []
     size = 0
     for message in messages:
-        if not runs or len(runs[-1]) >= per_statement or size + len(message.raw) > STATEMENT_BYTES:
+        if not runs or len(runs[-1]) >= max_rows or size + len(message.raw) > STATEMENT_BYTES:
             runs.append([])
             size = 0
         runs[-1].append(message)
         size += len(message.raw)
     return runs
-
-
-def _columns(rows: int) -> tuple[list[Field], str, str]:
-    """The fields a new row sets, their quoted column names, and ``rows`` value lists."""
-    fields = [f for f in Message._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    return fields, columns, ", ".join([row] * rows)
-
-
-def _values(fields: list[Field], messages: list[Message]) -> list:
-    return [
-        f.get_db_prep_save(f.pre_save(message, add=True), connection)
-        for message in messages
-        for f in fields
-    ]
 
 
 def _saved(message: Message, pk: int) -> None:
