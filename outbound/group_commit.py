@@ -72,9 +72,8 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
     """Store the group's messages in one transaction, with one INSERT for all that are whole
     (a big one is stored on its own); commit once.
 
-    A lone message is stored with nothing around it (a whole one with one statement): its failure
-    is raised, as a failed commit would be. In a group, a failure is narrowed down to the message
-    at fault.
+    A lone whole message is stored with one statement: its failure is raised, as a failed commit
+    would be. Otherwise a failure is narrowed down to the message at fault.
     """
     outcomes: list[Outcome] = [None] * len(submissions)
     prepared: list[tuple[int, Pending]] = []
@@ -94,11 +93,7 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
             if submission.app_password_id not in valid:
                 outcomes[n] = None  # whatever else was wrong with its message
         ready = [(n, p) for n, p in prepared if submissions[n].app_password_id in valid]
-        if len(submissions) == 1 and ready:  # a lone big message: no savepoint either
-            store([ready[0][1]])
-            outcomes[0] = ready[0][1].message
-        else:
-            _store_apart(ready, outcomes)
+        _store_apart(ready, outcomes)
     return outcomes
 
 
