@@ -250,11 +250,15 @@ class SubmissionSMTP(SMTP):
             log.exception("submission login of %s not re-checked", identity.login)
             return True  # checked again at the next command, and afresh before a message is stored
         if valid:
-            self._valid_until = time.monotonic() + RECHECK_SECONDS
+            self.login_found_valid()
         else:
             self.login_revoked = True
             log.warning("submission session of %s ended: login revoked", identity.login)
         return valid
+
+    def login_found_valid(self) -> None:
+        """The login was just found valid (at AUTH or a re-check): trusted for RECHECK_SECONDS."""
+        self._valid_until = time.monotonic() + RECHECK_SECONDS
 
     async def check_auth_needed(self, caller_method: str) -> bool:
         """aiosmtpd asks this before MAIL, RCPT, DATA, VRFY and HELP: refuse them (421, hang up)
@@ -435,8 +439,7 @@ class SubmissionHandler:
             return _read_sender_rules(match.account)
 
         server.known_sender_rules = await in_db(logged_in)
-        # Just found valid: the session's first MAIL need not ask the database again.
-        server._valid_until = time.monotonic() + RECHECK_SECONDS
+        server.login_found_valid()  # the session's first MAIL need not ask again
         log.info("submission AUTH ok for %s from %s", match.account.email, ip)
         return AuthResult(success=True, auth_data=Identity(match.account, login, match.pk))
 
