@@ -1,7 +1,7 @@
 """The listener's database work: its one database thread, and the group commit.
 
 Every session of a listener process hands its message to one ``GroupCommit``, which stores all
-messages waiting at that moment in one transaction, with one INSERT, and commits once: a commit
+messages waiting at that moment with one INSERT, a statement that commits by itself: a commit
 (and its flush to disk) per group instead of per message. While a group is being stored the
 next one gathers, so a lone message waits for nobody and a busy listener commits in bigger
 groups. Each message's session learns its outcome only after the commit: a ``250`` is
@@ -14,13 +14,14 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 
 from outbox.models import Message
-from outbox.queue import Pending, count_queued, store, store_if, wake_up
+from outbox.queue import Pending, count_queued, statements, store, store_if, wake_up
 
 from . import credentials
 
@@ -69,8 +70,8 @@ MAX_GROUP = 200
 
 
 def store_group(submissions: list[Submission]) -> list[Outcome]:
-    """Store the group's messages in one transaction, with one INSERT for all that are whole
-    (a big one is stored on its own); commit once.
+    """Store the group's messages: those of still valid logins, the whole ones with one INSERT
+    (a big one on its own); each INSERT commits by itself.
 
     A lone whole message is stored with one statement: its failure is raised, as a failed commit
     would be. Otherwise a failure is narrowed down to the message at fault.
@@ -79,21 +80,21 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
     prepared: list[tuple[int, Pending]] = []
     for n, submission in enumerate(submissions):
         try:
-            # Before the transaction: whatever a check does cannot break the group's.
+            # Before any statement: whatever a check does cannot break the group's.
             prepared.append((n, submission.prepare()))
         except Exception as exc:  # noqa: BLE001 - a refusal (or a bug): answered alone
             outcomes[n] = exc
     if len(submissions) == 1 and prepared and prepared[0][1].rest is None:
         return [_store_alone(submissions[0], prepared[0][1])]
-    with transaction.atomic():
-        # Checked afresh (not from a session's cache) right before the commit: no message is
-        # accepted on a login revoked while the message was being sent.
-        valid = credentials.valid_app_password_ids({s.app_password_id for s in submissions})
-        for n, submission in enumerate(submissions):
-            if submission.app_password_id not in valid:
-                outcomes[n] = None  # whatever else was wrong with its message
-        ready = [(n, p) for n, p in prepared if submissions[n].app_password_id in valid]
-        _store_apart(ready, outcomes)
+    # Checked afresh (not from a session's cache) right before the INSERT: no message is
+    # accepted on a login revoked while the message was being sent. (In a transaction, this
+    # check would see no more: at READ COMMITTED it does not hold back a revocation either.)
+    valid = credentials.valid_app_password_ids({s.app_password_id for s in submissions})
+    for n, submission in enumerate(submissions):
+        if submission.app_password_id not in valid:
+            outcomes[n] = None  # whatever else was wrong with its message
+    ready = [(n, p) for n, p in prepared if submissions[n].app_password_id in valid]
+    _store_apart(ready, outcomes)
     return outcomes
 
 
@@ -105,27 +106,35 @@ def _store_alone(submission: Submission, pending: Pending) -> Outcome:
 
 
 def _store_apart(ready: list[tuple[int, Pending]], outcomes: list[Outcome]) -> None:
-    """Store ``ready`` so that a failing message fails alone: the whole ones with one INSERT
-    in a savepoint (one by one if that fails), each big one in a savepoint of its own."""
+    """Store ``ready`` so that a failing message fails alone: the whole ones a statement's worth
+    at a time (one by one if that fails), each big one in a transaction of its own."""
     whole = [(n, pending) for n, pending in ready if pending.rest is None]
-    try:
-        if whole:
-            with transaction.atomic():
-                store([pending for _n, pending in whole])
-        for n, pending in whole:
-            outcomes[n] = pending.message
-    except Exception:  # noqa: BLE001 - narrowed down below
-        # Only whole messages are tried again: their bytes are all in the row still to insert.
-        for n, pending in whole:
-            _store_one(n, pending, outcomes)
+    for run in statements(whole, lambda item: item[1].message):
+        try:
+            # One statement: all of the run is stored, or none of it. No transaction around
+            # it, whose BEGIN and COMMIT would cost two more round trips.
+            with _own_statement():
+                store([pending for _n, pending in run])
+            for n, pending in run:
+                outcomes[n] = pending.message
+        except Exception:  # noqa: BLE001 - narrowed down below
+            # Only whole messages are tried again: their bytes are all in the row still to insert.
+            for n, pending in run:
+                _store_one(n, pending, outcomes)
     for n, pending in ready:
         if pending.rest is not None:
             _store_one(n, pending, outcomes)
 
 
+def _own_statement() -> AbstractContextManager:
+    """Nothing around a statement that commits by itself; a savepoint inside a caller's
+    transaction, which a failing statement would otherwise abort."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
+
+
 def _store_one(n: int, pending: Pending, outcomes: list[Outcome]) -> None:
     try:
-        with transaction.atomic():  # a savepoint: a failing message fails alone
+        with transaction.atomic():  # a big message's chunks are committed with its row
             store([pending])
         outcomes[n] = pending.message
     except Exception as exc:  # noqa: BLE001 - recorded on this message, answered alone

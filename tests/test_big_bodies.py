@@ -68,9 +68,10 @@ def test_messages_stored_together_are_split_into_statements_and_arrive_intact(pe
         for n, raw in enumerate(raws)
     ]
 
-    runs = outbox_queue._statements([p.message for p in pending], max_rows=100)
+    runs = outbox_queue.statements(pending, lambda p: p.message, max_rows=100)
     assert [len(run) for run in runs] == [2, 2, 2, 1]
-    assert [len(run) for run in outbox_queue._statements(runs[0] + runs[1], max_rows=1)] == [1] * 4
+    one_each = outbox_queue.statements(runs[0] + runs[1], lambda p: p.message, max_rows=1)
+    assert [len(run) for run in one_each] == [1] * 4
     outbox_queue.store(pending)
 
     stored = {m.pk: bytes(m.raw) for m in Message.objects.all()}
