@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from django.core.exceptions import ValidationError
@@ -21,6 +22,10 @@ def reject_control_characters(value: str) -> str:
     return value
 
 
+# A submission checks each message's sender three times and its recipients once or twice, and a
+# sender's messages repeat the same addresses: Django's validator costs more than the rest of a
+# RCPT command. Only answers are kept; a refusal is worked out (and translated) each time.
+@functools.lru_cache(maxsize=4096)
 def normalize_address(value: str) -> str:
     """Return ``local@domain`` with the domain lower-cased, or raise ValidationError."""
     value = reject_control_characters(value.strip())

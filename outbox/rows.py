@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any, cast
 
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Field, Model
 
 
@@ -69,8 +69,10 @@ class Insert:
 
     def values(self, objects: Sequence[Model]) -> list[Any]:
         """The parameters of ``objects``' rows, each value as the field prepares it to save."""
+        # The thread's own connection: each of the proxy's attribute reads looks it up again.
+        db = connections[connection.alias]
         return [
-            f.get_db_prep_save(f.pre_save(obj, add=True), connection)
+            f.get_db_prep_save(f.pre_save(obj, add=True), db)
             for obj in objects
             for f in self.fields
         ]
