@@ -300,6 +300,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fix-up closes every database connection before and after each task unless this
+# is set: a new PostgreSQL session (a server process) for each delivery wake-up. With it set, a
+# worker keeps its connection as a web process does (config/celery.py: up to CONN_MAX_AGE,
+# dropped once broken); the fix-up then closes it only every this many tasks.
+CELERY_DB_REUSE_MAX = 10_000
 # Time limits follow from SENDGATE_BATCH_SECONDS and SENDGATE_SMTP_DEADLINE (set below): a batch
 # starts no message after its budget and each message has one deadline, so a task always ends
 # (and records its outcomes) before Celery's limits stop it.

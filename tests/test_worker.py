@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from django.db import connection
 
 from gateways.models import SendAsAlias
 from outbound import delivery
@@ -84,6 +85,52 @@ def test_one_wake_up_delivers_every_message_queued_before_it_batch_after_batch(
 
     wait_for(all_sent, timeout=60, what="one wake-up to deliver all twelve messages")
     assert len(gateway.messages) == 12
+
+
+def _worker_sessions() -> set[int]:
+    """The PostgreSQL server processes serving the worker (libpq names its connections)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [WORKER_APP_NAME]
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+WORKER_APP_NAME = "sendgate-test-worker"
+
+
+def test_a_worker_keeps_its_database_session_between_tasks_and_replaces_a_lost_one(
+    world, worker_factory
+):
+    """Each wake-up used to open a new PostgreSQL session (a server process) and close it; now a
+    worker keeps its session, and a session the server ended is replaced without losing mail."""
+    if connection.vendor != "postgresql":
+        pytest.skip("watches PostgreSQL's server processes")
+    people, gateway, _partner = world
+    worker_factory(PGAPPNAME=WORKER_APP_NAME)
+
+    def deliver_one(number: int) -> None:
+        message = accept_message(
+            people.user, people.user.email, ["bob@elsewhere.test"], f"#{number}", "B"
+        )
+        wait_for(
+            lambda: Message.objects.filter(pk=message.pk, state=Message.State.SENT).exists(),
+            what=f"message #{number} to be delivered",
+        )
+
+    deliver_one(0)
+    [session] = _worker_sessions()
+    for number in range(1, 5):  # a wake-up (a task) each
+        deliver_one(number)
+        assert _worker_sessions() == {session}
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [session])
+    wait_for(lambda: session not in _worker_sessions(), what="the session to end")
+    deliver_one(5)
+
+    assert len(gateway.messages) == 6
+    assert len(_worker_sessions() - {session}) == 1
 
 
 def test_sweeper_recovers_a_message_whose_wake_up_was_lost(world, celery_worker):
