@@ -124,6 +124,17 @@ DATABASES = {
 # database costs one failed check, not an error page.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Prepared statements on PostgreSQL: the server parses and plans each hot statement (the
+# listener's INSERT, the worker's claim and saves) once per connection, not at every call, which
+# halves its CPU per stored message (docs/benchmarks.md). psycopg prepares a statement once it
+# ran this many times; they need server-side parameters, which cost more than Django's default
+# client-side ones unless statements are prepared. A pooler in transaction mode (PgBouncer) keeps
+# no prepared statements: 0 turns both off.
+PREPARE_THRESHOLD = env.int("DJANGO_DB_PREPARE_THRESHOLD", default=5)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and PREPARE_THRESHOLD:
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"server_side_binding": True, "prepare_threshold": PREPARE_THRESHOLD}
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the workers write concurrently: WAL lets readers go on during a write,
     # IMMEDIATE takes the write lock up front instead of failing half-way with "database is locked".
