@@ -130,10 +130,10 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # ran this many times; they need server-side parameters, which cost more than Django's default
 # client-side ones unless statements are prepared. A pooler in transaction mode (PgBouncer) keeps
 # no prepared statements: 0 turns both off.
-PREPARE_THRESHOLD = env.int("DJANGO_DB_PREPARE_THRESHOLD", default=5)
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and PREPARE_THRESHOLD:
+prepare_threshold = env.int("DJANGO_DB_PREPARE_THRESHOLD", default=5)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and prepare_threshold:
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"server_side_binding": True, "prepare_threshold": PREPARE_THRESHOLD}
+        {"server_side_binding": True, "prepare_threshold": prepare_threshold}
     )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web process and the workers write concurrently: WAL lets readers go on during a write,
