@@ -54,8 +54,8 @@ def _guarded(function: Callable, *args: Any) -> Any:
 @dataclass(frozen=True)
 class Submission:
     """One message to store: ``prepare`` checks it and builds its row (or raises ``Refused``);
-    the row is inserted only if the app password it was sent with is still valid, checked in the
-    same transaction (the same statement, for a lone message)."""
+    the row is inserted only if the app password it was sent with is still valid, checked right
+    before the INSERT (in the same statement, for a lone message)."""
 
     app_password_id: int
     prepare: Callable[[], Pending]

@@ -87,6 +87,9 @@ def test_one_wake_up_delivers_every_message_queued_before_it_batch_after_batch(
     assert len(gateway.messages) == 12
 
 
+WORKER_APP_NAME = "sendgate-test-worker"
+
+
 def _worker_sessions() -> set[int]:
     """The PostgreSQL server processes serving the worker (libpq names its connections)."""
     with connection.cursor() as cursor:
@@ -94,9 +97,6 @@ def _worker_sessions() -> set[int]:
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [WORKER_APP_NAME]
         )
         return {pid for (pid,) in cursor.fetchall()}
-
-
-WORKER_APP_NAME = "sendgate-test-worker"
 
 
 def test_a_worker_keeps_its_database_session_between_tasks_and_replaces_a_lost_one(
