@@ -134,9 +134,17 @@ class WorkerLoop:
         return self._running_loop().time()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the loop and wait for it. If this thread is interrupted while
-        waiting (Celery's soft time limit), the coroutine is cancelled, not left running."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+        """Run ``coroutine`` on the loop and wait for it."""
+        return self.wait(self.start(coroutine))
+
+    def start(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coroutine`` on the loop; this thread goes on meanwhile (``wait`` for it)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+
+    @staticmethod
+    def wait(future: concurrent.futures.Future[T]) -> T:
+        """The result of a started coroutine. If this thread is interrupted while waiting
+        (Celery's soft time limit), the coroutine is cancelled, not left running."""
         try:
             return future.result()
         except BaseException:

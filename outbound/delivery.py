@@ -7,10 +7,12 @@ message keeps its own route, deadline, attempt record and outcome. One message i
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import re
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.errors import MessageError
@@ -201,12 +203,15 @@ def deliver(
     deliver_batch([message_id], resolver, policy_fetcher)
 
 
-# Messages each server gets per round. Outcomes are saved after every round, so a worker killed
-# mid-batch can only have sent this many per server without a record (they are sent again).
+# Messages each server gets per round. A round's outcomes are saved while the next round is
+# sent, so a worker killed mid-batch can have sent at most two rounds per server without a
+# record (they are sent again).
 ROUND_SIZE = 5
+UNRECORDED_AT_MOST = 2 * ROUND_SIZE
 # A round also stops taking messages past this many bytes of bodies (but always takes one): a
-# worker holds only the bodies of the round it is sending, never the whole batch's.
-ROUND_BYTES = 32 * 1024 * 1024
+# worker holds only the bodies of the round it is sending and of the next one, never the whole
+# batch's.
+ROUND_BYTES = 16 * 1024 * 1024
 
 
 class InternalError(Outcome):
@@ -497,53 +502,93 @@ def _record_isolated(message: Message, routes: dict[int, Route], results) -> Non
     _record(done, routes)
 
 
+# The messages of a round, and each one's SMTP job, by server.
+Round = dict[Target, list[tuple[Message, Job]]]
+
+
 def _send_through_servers(
     by_target: dict[Target, list[Message]], batch: Batch, signer: Signer
 ) -> None:
     """One connection per server, all servers at once, in rounds of ROUND_SIZE per server.
 
-    The process's event loop runs in its own thread (mailkit.smtp_pool); this thread waits for
-    each round there, then saves the outcomes with the ORM. The batch starts
-    no new message after SENDGATE_BATCH_SECONDS (well inside the task's time limit); what it did
-    not start is handed back.
+    The process's event loop runs in its own thread (mailkit.smtp_pool); this thread saves a
+    round's outcomes with the ORM while the next round is on the wire (and reads and prepares
+    the round after it meanwhile), so neither the database nor the peers wait for the other. A
+    server's next round starts only once its last one is done: one session per server. The batch
+    starts no new message after SENDGATE_BATCH_SECONDS (well inside the task's time limit); what
+    it did not start is handed back.
     """
-
-    async def together(coroutines) -> list:
-        return await asyncio.gather(*coroutines)
-
     pool = worker_loop.pool
     senders = {target: Sender(target, pool=pool) for target in by_target}
     queues = {target: list(messages) for target, messages in by_target.items()}
-    routes = batch.routes
     # The batch's one time budget, on the loop's clock.
     stop_at = worker_loop.time() + (batch.budget_ends - time.monotonic())
-    try:
-        while any(queues.values()):
-            this_round: dict[Target, list[tuple[Message, Job]]] = {}
-            for target, taken in _next_round(queues).items():
-                jobs = _jobs(taken, routes, target, signer)
-                if jobs:
-                    this_round[target] = jobs
-            outcomes = worker_loop.run(
-                together(
+
+    def start(this_round: Round) -> concurrent.futures.Future[list]:
+        async def together() -> list:
+            return await asyncio.gather(
+                *(
                     senders[t].send([job for _m, job in jobs], stop_at)
                     for t, jobs in this_round.items()
                 )
             )
-            done, not_started = [], []
-            for (target, jobs), sent in zip(this_round.items(), outcomes, strict=True):
-                for (message, _job), outcome in zip(jobs, sent, strict=True):
-                    if outcome is None:
-                        not_started.append(message.pk)
-                    else:
-                        done.append((message, _everyone(message, target.label, outcome)))
-            _close_bodies(this_round)
-            _record(done, routes, batch.cached_tokens)
-            if not_started:
-                _release(not_started)
+
+        return worker_loop.start(together())
+
+    on_the_wire: tuple[Round, concurrent.futures.Future[list]] | None = None
+    try:
+        while True:
+            this_round = _prepare_round(queues, batch.routes, signer)
+            if on_the_wire is None:
+                if not this_round:
+                    break
+                on_the_wire = this_round, start(this_round)
+                continue
+            sent, future = on_the_wire
+            outcomes = worker_loop.wait(future)
+            on_the_wire = (this_round, start(this_round)) if this_round else None
+            _save_round(sent, outcomes, batch)
+            if on_the_wire is None:
+                break
     finally:
+        if on_the_wire is not None:  # interrupted: that round's messages come back with the lease
+            on_the_wire[1].cancel()
         # Connections stay open for the next task to the same server (mailkit.smtp_pool).
-        worker_loop.run(together(s.finish() for s in senders.values()))
+        worker_loop.run(_finish(senders.values()))
+
+
+async def _finish(senders: Iterable[Sender]) -> None:
+    await asyncio.gather(*(sender.finish() for sender in senders))
+
+
+def _prepare_round(
+    queues: dict[Target, list[Message]], routes: dict[int, Route], signer: Signer
+) -> Round:
+    """The next round's jobs (its bodies read), or nothing once ``queues`` are empty."""
+    while any(queues.values()):
+        this_round: Round = {}
+        for target, taken in _next_round(queues).items():
+            jobs = _jobs(taken, routes, target, signer)
+            if jobs:
+                this_round[target] = jobs
+        if this_round:
+            return this_round
+    return {}
+
+
+def _save_round(this_round: Round, outcomes: list, batch: Batch) -> None:
+    """Record the outcomes of a round that is done; hand back what it did not start."""
+    done, not_started = [], []
+    for (target, jobs), sent in zip(this_round.items(), outcomes, strict=True):
+        for (message, _job), outcome in zip(jobs, sent, strict=True):
+            if outcome is None:
+                not_started.append(message.pk)
+            else:
+                done.append((message, _everyone(message, target.label, outcome)))
+    _close_bodies(this_round)
+    _record(done, batch.routes, batch.cached_tokens)
+    if not_started:
+        _release(not_started)
 
 
 # A body larger than this goes to a temporary file, not memory, on its way to the socket.
@@ -593,7 +638,7 @@ def _signed(out: SpooledTemporaryFile, route: Route, signer: Signer | None) -> S
     return signed
 
 
-def _close_bodies(this_round: dict[Target, list[tuple[Message, Job]]]) -> None:
+def _close_bodies(this_round: Round) -> None:
     for jobs in this_round.values():
         for _message, (_sender, _recipients, data) in jobs:
             if data is not None and not isinstance(data, bytes):  # always a body_file() here
