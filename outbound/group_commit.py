@@ -178,8 +178,11 @@ class GroupCommit:
 
 # At most one wake-up per this many seconds per listener process: a worker's ``deliver_due``
 # takes everything due, so more would only cost the broker and the listener's CPU (each publish
-# is milliseconds of kombu).
-WAKE_UP_INTERVAL = 0.1
+# is milliseconds of kombu). After a quiet spell the first commit wakes a worker at once; under
+# load, a longer interval means bigger batches, each paying its claim, routing and DKIM key
+# queries once: 0.25 s delivered 13% more per second than 0.1 s, for about 100 ms more latency
+# (0.5 s added no more throughput).
+WAKE_UP_INTERVAL = 0.25
 
 
 class WakeUps:
