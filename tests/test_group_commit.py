@@ -18,7 +18,7 @@ import pytest
 from django.db import connections
 
 from outbound.credentials import create_app_password
-from outbound.group_commit import GroupCommit, Submission, WakeUps, in_db
+from outbound.group_commit import BUSY_MESSAGES, GroupCommit, Submission, WakeUps, in_db
 from outbound.submission import Refused
 from outbox.models import Message
 from outbox.queue import Pending, new_message
@@ -73,7 +73,7 @@ def test_concurrent_sessions_each_get_250_for_their_own_stored_message(submissio
 
 class CountingWakeUps(WakeUps):
     def __init__(self) -> None:
-        super().__init__(interval=3600, send=self.count)
+        super().__init__(interval=3600, send=self.count, busy_interval=3600)
         self.sent = 0
 
     def count(self) -> None:
@@ -125,6 +125,36 @@ def test_a_message_that_fails_inside_a_group_fails_alone_and_one_wake_up_serves_
     # Two groups committed; the second came within the wake-up interval of the first, so its
     # wake-up is the one scheduled for the end of that interval (not sent within this test).
     assert wake_ups_sent == 1
+
+
+def test_wake_ups_come_at_once_after_a_quiet_spell_and_further_apart_while_busy():
+    """Messages one by one wake a worker at once or after the short interval; after a wake-up
+    for a busy spell's many messages the next one waits the longer interval (bigger batches)."""
+
+    async def run() -> list[float]:
+        loop = asyncio.get_running_loop()
+        sent: list[float] = []
+        wake_ups = WakeUps(interval=0.05, send=lambda: sent.append(loop.time()), busy_interval=1.0)
+        wake_ups.wake(1)  # quiet: at once
+        await asyncio.sleep(0.01)
+        wake_ups.wake(BUSY_MESSAGES - 1)  # scheduled for the end of the short interval...
+        wake_ups.wake(1)  # ...and this commit goes with it
+        await asyncio.sleep(0.2)
+        wake_ups.wake(1)  # that wake-up was a busy one: this waits the long interval
+        await asyncio.sleep(0.5)
+        early = len(sent)
+        await asyncio.sleep(1.0)
+        wake_ups.wake(1)  # the last wake-up carried one message: the short interval again
+        await asyncio.sleep(0.01)
+        wake_ups.wake(1)
+        await asyncio.sleep(0.3)
+        return [early, *sent]
+
+    early, *sent = asyncio.run(run())
+    assert len(sent) == 5
+    assert sent[1] - sent[0] < 0.5  # the short interval
+    assert early == 2 and sent[2] - sent[1] >= 0.95  # the long one
+    assert sent[4] - sent[3] < 0.5  # short again
 
 
 def test_a_message_of_a_revoked_login_in_a_group_is_refused_and_the_others_are_stored(ann, people):
