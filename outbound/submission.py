@@ -128,6 +128,18 @@ def _parse_header(head: bytes) -> EmailMessage:
     return Parser(policy=default_policy).parsestr(head.decode("utf-8", "replace"), headersonly=True)
 
 
+def _header_text(headers: EmailMessage, name: str) -> str:
+    """The first ``name`` header as the email package decodes it, unfolded and without control
+    characters; "" if there is none. A plain value (ASCII, no encoded word) is that already:
+    it is read as it is, which costs a tenth of the header registry's parsing."""
+    value = next((value for key, value in headers.raw_items() if key.lower() == name), None)
+    if value is None:
+        return ""
+    if not value.isascii() or "=?" in value:
+        value = str(headers[name])
+    return " ".join(value.split())
+
+
 def _from_address(headers: EmailMessage) -> str:
     """The one address in the message's From header, or refuse."""
     fields = [value for name, value in headers.raw_items() if name.lower() == "from"]
@@ -234,13 +246,13 @@ def prepare(
     added = [f"Received: {received}; {format_datetime(now)}"]
     if not any(name.lower() == "date" for name, _value in headers.raw_items()):
         added.append(f"Date: {format_datetime(now)}")
-    message_id = str(headers["message-id"] or "").strip()
+    message_id = _header_text(headers, "message-id")
     if not message_id:
         message_id = make_msgid(domain=domain_of(from_address))
         added.append(f"Message-ID: {message_id}")
     # Bcc recipients are in the envelope; the header would tell every recipient about them.
     head = with_headers(without_headers(head, {"bcc"}), added)
-    subject = " ".join(str(headers["subject"] or "").split())  # unfolded, no control characters
+    subject = _header_text(headers, "subject")
     body = head + past_head
     rest = None
     if size <= WHOLE:

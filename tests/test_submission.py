@@ -15,6 +15,7 @@ from django.db import OperationalError
 from gateways.models import SendAsAlias
 from outbound.credentials import create_app_password, failure_delay
 from outbound.models import AuthFailure
+from outbound.submission import submit
 from outbox.models import Message
 
 from .conftest import PASSWORD
@@ -272,6 +273,30 @@ def test_the_daily_limit_defers_with_451(submission_server, ann, settings):
     code, reply = client.mail("ann@example.com")
     assert code == 451 and reply.startswith(b"4.7.1")
     assert Message.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "subject"),
+    [
+        (
+            b"Subject: Plain  words,\r\n\tfolded\r\nMessage-ID: <a1@example.com>",
+            "Plain words, folded",
+        ),
+        (b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?= aus\r\n =?utf-8?b?S8O2bG4=?=", "Grüße aus Köln"),
+        (b"Message-ID:\r\n <a1@example.com>", ""),
+    ],
+)
+def test_the_log_shows_the_subject_unfolded_and_decoded_and_keeps_the_message_id(
+    people, headers, subject
+):
+    raw = b"From: ann@example.com\r\nTo: bob@elsewhere.test\r\n" + headers + b"\r\n\r\nHi\r\n"
+    message = submit(people.user, "ann@example.com", ["bob@elsewhere.test"], raw, "by test")
+    assert message.subject == subject
+    if b"Message-ID" in headers:
+        assert message.message_id == "<a1@example.com>"
+    else:
+        assert message.message_id.endswith("@example.com>")  # made here, and added to the message
+        assert f"Message-ID: {message.message_id}".encode() in bytes(message.raw)
 
 
 def test_pipelining_8bitmime_and_smtputf8_are_offered_and_utf8_mail_is_accepted(
