@@ -535,24 +535,19 @@ def _send_through_servers(
 
         return worker_loop.start(together())
 
-    on_the_wire: tuple[Round, concurrent.futures.Future[list]] | None = None
+    on_the_wire: concurrent.futures.Future[list] | None = None
     try:
-        while True:
-            this_round = _prepare_round(queues, batch.routes, signer)
-            if on_the_wire is None:
-                if not this_round:
-                    break
-                on_the_wire = this_round, start(this_round)
-                continue
-            sent, future = on_the_wire
-            outcomes = worker_loop.wait(future)
-            on_the_wire = (this_round, start(this_round)) if this_round else None
-            _save_round(sent, outcomes, batch)
-            if on_the_wire is None:
-                break
+        sending = _prepare_round(queues, batch.routes, signer)
+        on_the_wire = start(sending) if sending else None
+        while on_the_wire is not None:
+            following = _prepare_round(queues, batch.routes, signer)
+            outcomes = worker_loop.wait(on_the_wire)
+            on_the_wire = start(following) if following else None
+            _save_round(sending, outcomes, batch)
+            sending = following
     finally:
         if on_the_wire is not None:  # interrupted: that round's messages come back with the lease
-            on_the_wire[1].cancel()
+            on_the_wire.cancel()
         # Connections stay open for the next task to the same server (mailkit.smtp_pool).
         worker_loop.run(_finish(senders.values()))
 
