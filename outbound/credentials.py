@@ -132,10 +132,14 @@ def valid_app_password_ids(app_password_ids: set[int]) -> set[int]:
         return {pk for (pk,) in cursor.fetchall()}
 
 
-def still_valid_condition(app_password_id: int) -> tuple[str, list[int]]:
-    """``still_valid`` as an SQL condition and its parameters, for a statement that stores
-    something only while the login holds (the listener's lone message: one round trip)."""
-    return f"EXISTS ({_valid_ids_sql(1)})", [app_password_id]
+def all_valid_condition(app_password_ids: set[int]) -> tuple[str, list[int]]:
+    """Whether every one of ``app_password_ids`` is still valid (see ``still_valid``), as an SQL
+    condition and its parameters: for a statement that stores the messages of those logins
+    only while they all hold (the listener's group: one round trip)."""
+    ids = list(app_password_ids)
+    valid = _valid_ids_sql(len(ids))
+    condition = f"(SELECT COUNT(*) FROM ({valid}) AS still_valid) = %s"  # noqa: S608 - no input
+    return condition, [*ids, len(ids)]
 
 
 def _valid_ids_sql(count: int) -> str:

@@ -21,7 +21,15 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 
 from outbox.models import Message
-from outbox.queue import Pending, count_queued, statements, store, store_if, wake_up
+from outbox.queue import (
+    Pending,
+    count_queued,
+    in_one_statement,
+    statements,
+    store,
+    store_if,
+    wake_up,
+)
 
 from . import credentials
 
@@ -84,12 +92,13 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
             prepared.append((n, submission.prepare()))
         except Exception as exc:  # noqa: BLE001 - a refusal (or a bug): answered alone
             outcomes[n] = exc
-    if len(submissions) == 1 and prepared and prepared[0][1].rest is None:
-        return [_store_alone(submissions[0], prepared[0][1])]
     # Checked afresh (not from a session's cache) right before the INSERT: no message is
     # accepted on a login revoked while the message was being sent. (In a transaction, this
     # check would see no more: at READ COMMITTED it does not hold back a revocation either.)
-    valid = credentials.valid_app_password_ids({s.app_password_id for s in submissions})
+    logins = {s.app_password_id for s in submissions}
+    if _store_at_once(prepared, logins, outcomes, alone=len(submissions) == 1):
+        return outcomes
+    valid = credentials.valid_app_password_ids(logins)
     for n, submission in enumerate(submissions):
         if submission.app_password_id not in valid:
             outcomes[n] = None  # whatever else was wrong with its message
@@ -98,11 +107,31 @@ def store_group(submissions: list[Submission]) -> list[Outcome]:
     return outcomes
 
 
-def _store_alone(submission: Submission, pending: Pending) -> Outcome:
-    """A lone whole message: the login check, the INSERT and the commit in one statement (None:
-    the login was revoked). Its failure is raised, as a failed commit would be."""
-    condition, params = credentials.still_valid_condition(submission.app_password_id)
-    return pending.message if store_if(pending, condition, params) else None
+def _store_at_once(
+    prepared: list[tuple[int, Pending]], logins: set[int], outcomes: list[Outcome], alone: bool
+) -> bool:
+    """The usual case in one round trip: whole messages, every login still valid, all stored by
+    one statement that checks the logins, inserts and commits. Whether it did; if not, nothing
+    is stored and the group is taken apart, unless it was a lone message: then the outcome is
+    known (None, its login was revoked) and its failure is raised, as a failed commit would be.
+    """
+    pending = [p for _n, p in prepared]
+    if not pending or any(p.rest is not None for p in pending):
+        return False
+    condition, params = credentials.all_valid_condition(logins)
+    if not in_one_statement(pending, len(params)):
+        return False
+    try:
+        with _own_statement():
+            stored = store_if(pending, condition, params)
+    except Exception:
+        if alone:
+            raise
+        return False  # narrowed down by the caller
+    if stored:
+        for n, p in prepared:
+            outcomes[n] = p.message
+    return stored or alone
 
 
 def _store_apart(ready: list[tuple[int, Pending]], outcomes: list[Outcome]) -> None:

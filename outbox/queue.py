@@ -111,19 +111,30 @@ def queue(
     return message
 
 
-def store_if(pending: Pending, condition: str, params: list) -> bool:
-    """Insert a whole message (no ``rest``) if the SQL ``condition`` holds, in one statement;
-    return whether it did. Outside a transaction the check, the insert and the commit are then
-    a single round trip to the database."""
-    assert pending.rest is None  # noqa: S101 - a big message is stored with store()
+def in_one_statement(pending: list[Pending], more_params: int) -> bool:
+    """Whether ``store_if`` can insert ``pending`` with one statement, whose condition takes
+    ``more_params`` parameters."""
     insert = rows.inserting(Message)
-    sql = f"{insert.into} SELECT {insert.row} WHERE {condition} RETURNING id"
+    max_rows = (insert.max_params - more_params) // len(insert.fields)
+    return len(statements(pending, lambda p: p.message, max_rows)) == 1
+
+
+def store_if(pending: list[Pending], condition: str, params: list) -> bool:
+    """Insert whole messages (none with a ``rest``) if the SQL ``condition`` holds, in one
+    statement: all of them or none; return whether they were. Outside a transaction the check,
+    the insert and the commit are then a single round trip to the database."""
+    assert all(p.rest is None for p in pending)  # noqa: S101 - a big message goes to store()
+    insert = rows.inserting(Message)
+    sql = f"{insert.select(len(pending))} WHERE {condition} RETURNING id"
+    messages = [p.message for p in pending]
     with connection.cursor() as cursor:
-        cursor.execute(sql, insert.values([pending.message]) + params)
-        inserted = cursor.fetchall()
-    for (pk,) in inserted:
-        _saved(pending.message, pk)
-    return bool(inserted)
+        cursor.execute(sql, insert.values(messages) + params)
+        ids = [pk for (pk,) in cursor.fetchall()]
+    if not ids:
+        return False
+    for message, pk in zip(messages, ids, strict=True):
+        _saved(message, pk)
+    return True
 
 
 def _insert(messages: list[Message]) -> None:

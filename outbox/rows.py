@@ -8,6 +8,7 @@ ORM would write and make.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Any, cast
@@ -60,12 +61,30 @@ class Insert:
         columns = ", ".join(quote(f.column) for f in self.fields)
         self.into = f"INSERT INTO {table(model)} ({columns})"
         self.row = placeholders(self.fields)
+        # A VALUES list in a FROM does not know its target columns: PostgreSQL would read an
+        # untyped parameter (a string, a NULL) as text, and refuse text for a date. A first row
+        # of casts gives each column its type, and the other rows follow it. Lengths are left
+        # out, so that an over-long value is refused by the INSERT, not cut short by the cast.
+        self.typed_row = self.row
+        if connection.vendor == "postgresql":
+            self.typed_row = ", ".join(
+                f"CAST(%s AS {re.sub(r'[(][0-9, ]+[)]$', '', f.db_type(connection) or '')})"
+                for f in self.fields
+            )
         # Rows one statement may carry: SQLite caps the parameters of a statement.
-        self.max_rows = (connection.features.max_query_params or 65535) // len(self.fields)
+        self.max_params = connection.features.max_query_params or 65535
+        self.max_rows = self.max_params // len(self.fields)
 
     def sql(self, rows: int) -> str:
         """The statement for ``rows`` rows, up to and with VALUES."""
         return f"{self.into} VALUES " + ", ".join([f"({self.row})"] * rows)
+
+    def select(self, rows: int) -> str:
+        """The statement for ``rows`` rows as ``INSERT ... SELECT`` from VALUES, for a WHERE to
+        follow (it stores all of the rows or none), up to and with the FROM."""
+        more = f", ({self.row})" * (rows - 1)
+        values = f"VALUES ({self.typed_row}){more}"
+        return f"{self.into} SELECT * FROM ({values}) AS new_rows"  # noqa: S608 - model names
 
     def values(self, objects: Sequence[Model]) -> list[Any]:
         """The parameters of ``objects``' rows, each value as the field prepares it to save."""

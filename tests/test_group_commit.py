@@ -18,7 +18,15 @@ import pytest
 from django.db import connections
 
 from outbound.credentials import create_app_password
-from outbound.group_commit import BUSY_MESSAGES, GroupCommit, Submission, WakeUps, in_db
+from outbound.group_commit import (
+    BUSY_MESSAGES,
+    GroupCommit,
+    Submission,
+    WakeUps,
+    in_db,
+    store_group,
+)
+from outbound.models import AppPassword
 from outbound.submission import Refused
 from outbox.models import Message
 from outbox.queue import Pending, new_message
@@ -127,6 +135,53 @@ def test_a_message_that_fails_inside_a_group_fails_alone_and_one_wake_up_serves_
     assert wake_ups_sent == 1
 
 
+def test_a_group_is_stored_whole_each_reply_naming_its_own_row_and_nothing_cut_short(ann):
+    """A group of valid logins is checked and stored by one statement: each message gets its
+    own row's id, stored as it came. A Message-ID too long for its column is refused for that
+    message alone: the group's statement does not cut it to fit."""
+    app_password_id = ann.app_passwords.get().pk
+
+    def submission(number: int, message_id: str) -> Submission:
+        recipients = [f"r{number}@elsewhere.test", f"s{number}@elsewhere.test"]
+        return Submission(
+            app_password_id,
+            lambda: Pending(
+                new_message(ann, ann.email, recipients, f"#{number}", message_id, b"x" * number)
+            ),
+        )
+
+    group = [submission(n, f"<{n}@t>") for n in range(1, 4)]
+    outcomes = store_group(group)
+    too_long = f"<{'x' * 300}@t>"
+    outcomes_with_long_id = store_group([submission(4, too_long), submission(5, "<5@t>")])
+
+    for number, outcome in enumerate(outcomes + outcomes_with_long_id[1:], start=1):
+        number = 5 if number == 4 else number
+        row = Message.objects.get(pk=outcome.pk)
+        assert (row.subject, row.message_id, bytes(row.raw)) == (
+            f"#{number}",
+            f"<{number}@t>",
+            b"x" * number,
+        )
+        assert (
+            row.recipients
+            == row.pending_recipients
+            == [
+                f"r{number}@elsewhere.test",
+                f"s{number}@elsewhere.test",
+            ]
+        )
+        assert row.state == Message.State.QUEUED and row.sent_at is None
+    # PostgreSQL refuses the long Message-ID (SQLite does not check a column's length): never
+    # is it stored cut short.
+    long_id = outcomes_with_long_id[0]
+    if isinstance(long_id, Message):
+        assert Message.objects.get(pk=long_id.pk).message_id == too_long
+    else:
+        assert isinstance(long_id, Exception)
+        assert not Message.objects.filter(subject="#4").exists()
+
+
 def test_wake_ups_come_at_once_after_a_quiet_spell_and_further_apart_while_busy():
     """Messages one by one wake a worker at once or after the short interval; after a wake-up
     for a busy spell's many messages the next one waits the longer interval (bigger batches).
@@ -160,7 +215,7 @@ def test_wake_ups_come_at_once_after_a_quiet_spell_and_further_apart_while_busy(
 
 def test_a_message_of_a_revoked_login_in_a_group_is_refused_and_the_others_are_stored(ann, people):
     other, _password = create_app_password(people.user, "Phone")
-    revoked = ann.app_passwords.get(name="Laptop")
+    revoked = ann.app_passwords.get(name="Laptop").pk
 
     def submission(app_password_id: int, subject: str) -> Submission:
         return Submission(
@@ -170,12 +225,12 @@ def test_a_message_of_a_revoked_login_in_a_group_is_refused_and_the_others_are_s
             ),
         )
 
-    revoked.delete()
+    AppPassword.objects.filter(pk=revoked).delete()
 
     async def run() -> list:
         group_commit = GroupCommit(CountingWakeUps())
         outcomes = await asyncio.gather(
-            group_commit.store(submission(revoked.pk, "revoked")),
+            group_commit.store(submission(revoked, "revoked")),
             group_commit.store(submission(other.pk, "valid")),
         )
         await in_db(connections.close_all)
