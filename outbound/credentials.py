@@ -14,6 +14,7 @@ import logging
 import secrets
 import string
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
@@ -142,6 +143,8 @@ def all_valid_condition(app_password_ids: set[int]) -> tuple[str, list[int]]:
     return condition, [*ids, len(ids)]
 
 
+# Built once per count, not at every commit of the listener (a count is at most a group's size).
+@cache
 def _valid_ids_sql(count: int) -> str:
     account_id, is_active = rows.column(AppPassword, "account"), rows.column(Account, "is_active")
     return (
