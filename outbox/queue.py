@@ -127,9 +127,7 @@ def store_if(pending: list[Pending], condition: str, params: list) -> bool:
     insert = rows.inserting(Message)
     sql = f"{insert.select(len(pending))} WHERE {condition} RETURNING id"
     messages = [p.message for p in pending]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, insert.values(messages) + params)
-        ids = [pk for (pk,) in cursor.fetchall()]
+    ids = [pk for (pk,) in rows.fetch_all(sql, insert.values(messages) + params)]
     if not ids:
         return False
     for message, pk in zip(messages, ids, strict=True):

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, cast
 
+import psycopg
 from django.db import connection, connections
 from django.db.models import Field, Model
 
@@ -109,6 +110,33 @@ def select(columns: Columns, where: str, params: Sequence[Any]) -> list[Model]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [columns.build(row) for row in cursor.fetchall()]
+
+
+def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple]:
+    """The rows ``sql`` (with ``%s`` placeholders) returns.
+
+    psycopg reads a statement's ``%s`` placeholders again at every run once it has over 50
+    parameters or 4 KB of text (it caches only smaller ones): for the listener's INSERT of a
+    group, a twentieth of its CPU. PostgreSQL's own ``$1, $2, ...`` need no reading, so on
+    PostgreSQL the statement goes through psycopg's RawCursor, with Django's error wrapping.
+    """
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.RawCursor(connection.connection) as cursor:
+        cursor.execute(numbered(sql), params)
+        return cursor.fetchall()
+
+
+@lru_cache(maxsize=256)
+def numbered(sql: str) -> str:
+    """``sql`` with ``$1, $2, ...`` for its ``%s`` placeholders (it holds no other ``%``)."""
+    parts = sql.split("%s")
+    if any("%" in part for part in parts):
+        raise ValueError("a statement to number holds a % that is not a placeholder")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 def quote(name: str) -> str:
