@@ -9,7 +9,8 @@ ORM would write and make.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache, lru_cache
 from typing import Any, cast
 
@@ -62,16 +63,7 @@ class Insert:
         columns = ", ".join(quote(f.column) for f in self.fields)
         self.into = f"INSERT INTO {table(model)} ({columns})"
         self.row = placeholders(self.fields)
-        # A VALUES list in a FROM does not know its target columns: PostgreSQL would read an
-        # untyped parameter (a string, a NULL) as text, and refuse text for a date. A first row
-        # of casts gives each column its type, and the other rows follow it. Lengths are left
-        # out, so that an over-long value is refused by the INSERT, not cut short by the cast.
-        self.typed_row = self.row
-        if connection.vendor == "postgresql":
-            self.typed_row = ", ".join(
-                f"CAST(%s AS {re.sub(r'[(][0-9, ]+[)]$', '', f.db_type(connection) or '')})"
-                for f in self.fields
-            )
+        self.typed_row = typed_placeholders(self.fields)
         # Rows one statement may carry: SQLite caps the parameters of a statement.
         self.max_params = connection.features.max_query_params or 65535
         self.max_rows = self.max_params // len(self.fields)
@@ -104,6 +96,65 @@ def inserting(model: type[Model]) -> Insert:
     return Insert(model)
 
 
+class Update:
+    """UPDATE of the fields ``names`` of many rows of ``model`` by one statement: the rows' new
+    values and primary keys in a VALUES list. psycopg's executemany sends one statement per row
+    in a pipeline, whose bookkeeping cost a delivery worker more CPU than the rows did."""
+
+    def __init__(self, model: type[Model], names: Sequence[str]) -> None:
+        self.fields = [cast(Field, model._meta.get_field(name)) for name in names]
+        pk = model._meta.pk
+        columns = [quote(f.column) for f in self.fields]
+        key = quote(pk.column)
+        assignments = ", ".join(f"{column} = new_rows.{column}" for column in columns)
+        self.head = f"WITH new_rows ({', '.join([*columns, key])}) AS (VALUES "
+        self.tail = (
+            f") UPDATE {table(model)} SET {assignments} FROM new_rows"  # noqa: S608 - model names
+            f" WHERE {table(model)}.{key} = new_rows.{key}"
+        )
+        self.typed_row = typed_placeholders([*self.fields, pk])
+        self.row = placeholders([*self.fields, pk])
+        max_params = connection.features.max_query_params or 65535
+        self.max_rows = max_params // (len(self.fields) + 1)
+
+    def sql(self, rows: int) -> str:
+        """The statement for ``rows`` rows."""
+        return f"{self.head}({self.typed_row})" + f", ({self.row})" * (rows - 1) + self.tail
+
+    def values(self, objects: Sequence[Model]) -> list[Any]:
+        """The parameters of ``objects``' rows, each value as the field prepares it to save."""
+        db = connections[connection.alias]
+        return [
+            value
+            for obj in objects
+            for value in [
+                *(f.get_db_prep_save(getattr(obj, f.attname), db) for f in self.fields),
+                obj.pk,
+            ]
+        ]
+
+
+@cache
+def updating(model: type[Model], names: tuple[str, ...]) -> Update:
+    """The process's ``Update`` of ``names`` of ``model``."""
+    return Update(model, names)
+
+
+def typed_placeholders(fields: Sequence[Field]) -> str:
+    """``%s, %s, ...`` for a first row of VALUES, each cast to its field's type on PostgreSQL.
+
+    A VALUES list in a FROM or WITH does not know its target columns: PostgreSQL would read an
+    untyped parameter (a string, a NULL) as text, and refuse text for a date. A first row of
+    casts gives each column its type, and the other rows follow it. Lengths are left out, so
+    that an over-long value is refused by the INSERT or UPDATE, not cut short by the cast.
+    """
+    if connection.vendor != "postgresql":
+        return placeholders(fields)
+    return ", ".join(
+        f"CAST(%s AS {re.sub(r'[(][0-9, ]+[)]$', '', f.db_type(connection) or '')})" for f in fields
+    )
+
+
 def select(columns: Columns, where: str, params: Sequence[Any]) -> list[Model]:
     """The rows of ``columns``'s table (aliased as its alias) that match ``where``."""
     sql = f"SELECT {columns.sql()} FROM {table(columns.model)} {columns.alias} WHERE {where}"  # noqa: S608 - names from the model
@@ -113,7 +164,20 @@ def select(columns: Columns, where: str, params: Sequence[Any]) -> list[Model]:
 
 
 def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple]:
-    """The rows ``sql`` (with ``%s`` placeholders) returns.
+    """The rows ``sql`` (with ``%s`` placeholders) returns."""
+    with _running(sql, params) as cursor:
+        return cursor.fetchall()
+
+
+def execute(sql: str, params: Sequence[Any]) -> None:
+    """Run ``sql`` (with ``%s`` placeholders), which returns no rows."""
+    with _running(sql, params):
+        pass
+
+
+@contextmanager
+def _running(sql: str, params: Sequence[Any]) -> Iterator[Any]:
+    """A cursor that ran ``sql``.
 
     psycopg reads a statement's ``%s`` placeholders again at every run once it has over 50
     parameters or 4 KB of text (it caches only smaller ones): for the listener's INSERT of a
@@ -123,11 +187,12 @@ def fetch_all(sql: str, params: Sequence[Any]) -> list[tuple]:
     if connection.vendor != "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return cursor.fetchall()
+            yield cursor
+        return
     connection.ensure_connection()
     with connection.wrap_database_errors, psycopg.RawCursor(connection.connection) as cursor:
         cursor.execute(numbered(sql), params)
-        return cursor.fetchall()
+        yield cursor
 
 
 @lru_cache(maxsize=256)

@@ -156,3 +156,23 @@ def test_two_deliver_due_tasks_at_once_split_the_work_and_send_each_message_once
     assert DeliveryAttempt.objects.filter(message_id__in=ids).count() == 40
     shares = [w.log.read_text().count("delivery.attempt") for w in workers]
     print(f"messages sent by each worker: {shares}")
+
+
+def test_outcomes_of_more_rows_than_one_statement_can_carry_are_all_saved(people):
+    """Outcomes are saved a database's worth of rows per statement (SQLite takes 999
+    parameters: 90 messages' outcomes); every message's own outcome reaches its row."""
+    ids = queue(people, 200)
+    messages = list(Message.objects.filter(pk__in=ids).order_by("pk"))
+    now = timezone.now()
+    for n, message in enumerate(messages):
+        message.state = Message.State.SENT if n % 2 else Message.State.DEFERRED
+        message.last_reply = f"250 2.0.0 reply {n}"
+        message.attempt_count = n
+        message.pending_recipients = [] if n % 2 else [BOB]
+        message.sent_at = now if n % 2 else None
+    delivery._save_settled(messages)
+    saved = Message.objects.filter(pk__in=ids).order_by("pk")
+    assert [(m.state, m.last_reply, m.attempt_count, m.pending_recipients) for m in saved] == [
+        (m.state, m.last_reply, m.attempt_count, m.pending_recipients) for m in messages
+    ]
+    assert saved.filter(sent_at=now).count() == 100
