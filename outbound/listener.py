@@ -303,7 +303,7 @@ class SubmissionSMTP(SMTP):
 
     # aiosmtpd 1.4's own command loop logs every line twice (sanitising it even with its logger
     # off), starts a new timer for every command and logs every reply: on a stream of small
-    # messages that is a fifth of its protocol cost (bench/throughput.py, listener CPU). The
+    # messages a fifth of its CPU (a bare aiosmtpd server: 0.41 -> 0.33 ms per message). The
     # loop and timer below keep its replies, limits and checks without those. Like smtp_DATA,
     # they follow aiosmtpd 1.4's internals (its reader, writer and command table).
 

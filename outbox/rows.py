@@ -181,7 +181,7 @@ def _running(sql: str, params: Sequence[Any]) -> Iterator[Any]:
 
     psycopg reads a statement's ``%s`` placeholders again at every run once it has over 50
     parameters or 4 KB of text (it caches only smaller ones): for the listener's INSERT of a
-    group, a twentieth of its CPU. PostgreSQL's own ``$1, $2, ...`` need no reading, so on
+    group, 7% of its CPU. PostgreSQL's own ``$1, $2, ...`` need no reading, so on
     PostgreSQL the statement goes through psycopg's RawCursor, with Django's error wrapping.
     """
     if connection.vendor != "postgresql":
