@@ -34,8 +34,6 @@ from aiosmtpd.smtp import (
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop
 
 from directory.models import Account
 from outbox.queue import Pending
@@ -137,7 +135,7 @@ def _read_sender_rules(account: Account) -> SenderRules:
 
 
 def _revoked_reply() -> str:
-    return _("421 4.7.0 This login was revoked or its account disabled; closing connection")
+    return "421 4.7.0 This login was revoked or its account disabled; closing connection"
 
 
 def _peer_ip(session) -> str:
@@ -187,8 +185,8 @@ class SessionCounts:
 # A message bigger than this waits for its handler on disk, not in the listener's memory.
 SPOOL_IN_MEMORY = 1024 * 1024
 
-TOO_MANY_FROM_IP = gettext_noop("421 4.7.0 Too many connections from your address; try again later")
-TOO_MANY_FOR_ACCOUNT = gettext_noop("421 4.7.0 Too many sessions for this account; try again later")
+TOO_MANY_FROM_IP = "421 4.7.0 Too many connections from your address; try again later"
+TOO_MANY_FOR_ACCOUNT = "421 4.7.0 Too many sessions for this account; try again later"
 
 
 # A path as nearly every client writes it, <dot-atom@host.name> and maybe parameters after a space:
@@ -295,7 +293,7 @@ class SubmissionSMTP(SMTP):
     async def _handle_client(self) -> None:
         if self.counted_ip is None:
             log.warning("submission: too many sessions from %s", _peer_ip(self.session))
-            await self.push(_(TOO_MANY_FROM_IP))
+            await self.push(TOO_MANY_FROM_IP)
             if self.transport is not None:  # None once the client hung up
                 self.transport.close()
             return
@@ -404,7 +402,7 @@ class SubmissionSMTP(SMTP):
             self._timeout_cb()
 
     async def refuse_for_account(self) -> None:
-        await self.push(_(TOO_MANY_FOR_ACCOUNT))
+        await self.push(TOO_MANY_FOR_ACCOUNT)
         if self.transport is not None:  # None once the client hung up
             self.transport.close()
 
@@ -495,10 +493,10 @@ class SubmissionHandler:
             try:
                 blob = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                return _refusal(_("501 5.5.2 Bad base64 data"))
+                return _refusal("501 5.5.2 Bad base64 data")
         parts = blob.split(b"\x00")
         if len(parts) != 3:
-            return _refusal(_("501 5.5.2 Bad PLAIN data"))
+            return _refusal("501 5.5.2 Bad PLAIN data")
         return await self._authenticate(server, LoginPassword(parts[1], parts[2]))
 
     async def auth_LOGIN(self, server: SubmissionSMTP, args: list[str]) -> AuthResult:  # noqa: N802
@@ -508,7 +506,7 @@ class SubmissionHandler:
             try:
                 login = b64decode(args[1].encode(), validate=True)
             except ValueError:
-                return _refusal(_("501 5.5.2 Bad base64 data"))
+                return _refusal("501 5.5.2 Bad base64 data")
         if login is MISSING:
             return AuthResult(success=False, handled=True)
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
@@ -522,13 +520,13 @@ class SubmissionHandler:
         except DatabaseError:
             # A temporary reply: the client keeps the message and tries again (RFC 4954).
             log.exception("submission AUTH could not use the database")
-            return _refusal(_("454 4.7.0 Temporary authentication failure; try again later"))
+            return _refusal("454 4.7.0 Temporary authentication failure; try again later")
 
     async def _check_credentials(self, server: SubmissionSMTP, data: LoginPassword) -> AuthResult:
         ip = _peer_ip(server.session)
         login = data.login.decode("utf-8", "replace")
         if await in_db(credentials.is_locked, ip, login):
-            return _refusal(_("454 4.7.0 Too many failed logins; try again later"))
+            return _refusal("454 4.7.0 Too many failed logins; try again later")
         candidates = await in_db(credentials.candidates, login)
         password = data.password.decode("utf-8", "replace")
         # Hashing takes a while on purpose; a worker thread keeps other sessions moving.
@@ -567,10 +565,10 @@ class SubmissionHandler:
             return refusal.reply
         except DatabaseError:
             log.exception("submission MAIL from %s not checked", identity.login)
-            return _("451 4.3.0 Temporary failure; try again later")
+            return "451 4.3.0 Temporary failure; try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
-        return _("250 2.1.0 Sender OK")
+        return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         try:
@@ -580,7 +578,7 @@ class SubmissionHandler:
             return refusal.reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
-        return _("250 2.1.5 Recipient OK")
+        return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         identity: Identity = session.auth_data
@@ -594,7 +592,7 @@ class SubmissionHandler:
             rules = await server.sender_rules(identity.account)
         except DatabaseError:
             log.exception("submission from %s not stored", identity.login)
-            return _("451 4.3.0 Could not store the message; try again later")
+            return "451 4.3.0 Could not store the message; try again later"
         sent = rules.sent
 
         def prepare() -> Pending:
@@ -614,12 +612,12 @@ class SubmissionHandler:
             outcome = await self.group_commit.store(Submission(identity.app_password_id, prepare))
         except Exception:  # the message or its group's commit failed: it is not stored
             log.exception("submission from %s not stored", identity.login)
-            return _("451 4.3.0 Could not store the message; try again later")
+            return "451 4.3.0 Could not store the message; try again later"
         if isinstance(outcome, Refused):
             return outcome.reply
         if isinstance(outcome, Exception):
             log.error("submission from %s not stored", identity.login, exc_info=outcome)
-            return _("451 4.3.0 Could not store the message; try again later")
+            return "451 4.3.0 Could not store the message; try again later"
         if outcome is None:
             server.login_revoked = True
             log.warning("submission from %s refused: login revoked", identity.login)
@@ -627,7 +625,7 @@ class SubmissionHandler:
         # The outbox row is committed: only now may the client forget the message.
         rules.sent += 1
         metrics.SUBMIT_SECONDS.observe(time.monotonic() - started)
-        return _("250 2.0.0 Queued as %(id)s") % {"id": outcome.pk}
+        return f"250 2.0.0 Queued as {outcome.pk}"
 
 
 def protocol_factory(

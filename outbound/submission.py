@@ -19,8 +19,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
-from django.utils.translation import ngettext
 
 from directory.models import Account
 from mailkit.addresses import domain_of, normalize_address
@@ -53,16 +51,13 @@ def check_sender(account: Account, address: str, allowed: set[str] | None = None
     try:
         address = normalize_address(address)
     except ValidationError:
-        raise Refused(_("501 5.1.7 Bad sender address syntax")) from None
+        raise Refused("501 5.1.7 Bad sender address syntax") from None
     if allowed is None:
         allowed = allowed_senders(account)
     if address.lower() not in allowed:
         raise Refused(
-            _(
-                "550 5.7.1 You may not send as %(address)s: use your primary address or a "
-                "verified send-as alias"
-            )
-            % {"address": address}
+            f"550 5.7.1 You may not send as {address}: use your primary address or a verified "
+            "send-as alias"
         )
     return address
 
@@ -71,11 +66,8 @@ def check_domain_verified(account: Account) -> None:
     """Refuse all mail of a domain whose ownership is not proven yet."""
     if account.domain is not None and not account.domain.is_verified:
         raise Refused(
-            _(
-                "550 5.7.1 %(domain)s has not proved it owns its domain name yet, so it cannot "
-                "send; its administrator must publish the verification DNS record first"
-            )
-            % {"domain": account.domain.name}
+            f"550 5.7.1 {account.domain.name} has not proved it owns its domain name yet, so it "
+            "cannot send; its administrator must publish the verification DNS record first"
         )
 
 
@@ -83,16 +75,14 @@ def check_recipient(address: str) -> str:
     try:
         return normalize_address(address)
     except ValidationError:
-        raise Refused(_("501 5.1.3 Bad recipient address syntax")) from None
+        raise Refused("501 5.1.3 Bad recipient address syntax") from None
 
 
 def check_recipient_count(count: int) -> None:
     """Refuse the ``count``-th recipient of one message if it is one too many."""
     limit = settings.SENDGATE_SUBMISSION_MAX_RECIPIENTS
     if count > limit:
-        raise Refused(
-            _("452 4.5.3 Too many recipients: at most %(limit)d per message") % {"limit": limit}
-        )
+        raise Refused(f"452 4.5.3 Too many recipients: at most {limit} per message")
 
 
 def sent_today(account: Account) -> int:
@@ -114,14 +104,9 @@ def over_daily_limit(account: Account, sent: int | None = None) -> bool:
 def check_daily_limit(account: Account, sent: int | None = None) -> None:
     # Temporary: the same message is accepted once the oldest of the day's messages ages out.
     if over_daily_limit(account, sent):
-        raise Refused(
-            ngettext(
-                "451 4.7.1 You reached your limit of %(limit)d message in 24 hours; try later",
-                "451 4.7.1 You reached your limit of %(limit)d messages in 24 hours; try later",
-                settings.SENDGATE_DAILY_MESSAGE_LIMIT,
-            )
-            % {"limit": settings.SENDGATE_DAILY_MESSAGE_LIMIT}
-        )
+        limit = settings.SENDGATE_DAILY_MESSAGE_LIMIT
+        noun = "message" if limit == 1 else "messages"
+        raise Refused(f"451 4.7.1 You reached your limit of {limit} {noun} in 24 hours; try later")
 
 
 def _parse_header(head: bytes) -> EmailMessage:
@@ -145,7 +130,7 @@ def _from_address(headers: EmailMessage) -> str:
     fields = [value for name, value in headers.raw_items() if name.lower() == "from"]
     addresses = _addresses(fields[0]) if len(fields) == 1 else ()
     if len(addresses) != 1 or not addresses[0]:
-        raise Refused(_("550 5.7.1 The message needs a From header with exactly one address"))
+        raise Refused("550 5.7.1 The message needs a From header with exactly one address")
     return addresses[0]
 
 
@@ -225,11 +210,11 @@ def prepare(
         allowed = allowed_senders(account)  # one query for the envelope and the From header
     check_sender(account, envelope_from, allowed)
     if not recipients:
-        raise Refused(_("554 5.5.1 No valid recipients"))
+        raise Refused("554 5.5.1 No valid recipients")
     recipients = [check_recipient(r) for r in recipients]
     check_recipient_count(len(recipients))
     if size > settings.SENDGATE_SUBMISSION_MAX_MESSAGE_BYTES:
-        raise Refused(_("552 5.3.4 Message too big"))
+        raise Refused("552 5.3.4 Message too big")
     check_daily_limit(account, sent)
     head, past_head = _split_off_header(content)
     headers = _parse_header(head)  # once: parsing is most of a small message's CPU here
@@ -237,9 +222,9 @@ def prepare(
         from_address = check_sender(account, _from_address(headers), allowed)
     except Refused as refusal:
         if refusal.code == 501:
-            raise Refused(_("550 5.7.1 The From header holds no valid address")) from None
+            raise Refused("550 5.7.1 The From header holds no valid address") from None
         raise Refused(
-            _("550 5.7.1 The From header must be your primary address or a verified send-as alias")
+            "550 5.7.1 The From header must be your primary address or a verified send-as alias"
         ) from None
 
     now = timezone.now()

@@ -275,6 +275,18 @@ def test_the_daily_limit_defers_with_451(submission_server, ann, settings):
     assert Message.objects.count() == 1
 
 
+def test_replies_stay_english_when_the_instance_speaks_dutch(submission_server, ann, settings):
+    # Protocol text is read by clients and by people searching for it: never translated.
+    settings.LANGUAGE_CODE = "nl"
+    client = logged_in(submission_server, ann)
+    assert client.mail("ann@example.com") == (250, b"2.1.0 Sender OK")
+    assert client.rcpt("bob") == (501, b"5.1.3 Bad recipient address syntax")
+    assert client.rcpt("bob@elsewhere.test") == (250, b"2.1.5 Recipient OK")
+    code, reply = client.data(mail())
+    assert code == 250 and reply.startswith(b"2.0.0 Queued as ")
+    assert client.mail("ann@pending.org")[1].startswith(b"5.7.1 You may not send as ann@pending")
+
+
 @pytest.mark.parametrize(
     ("headers", "subject"),
     [
