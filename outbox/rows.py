@@ -221,6 +221,11 @@ def placeholders(values: Sequence[object]) -> str:
     return ", ".join(["%s"] * len(values))
 
 
+def param(model: type[Model], name: str, value: Any) -> Any:
+    """``value`` as the database takes it for the field ``name`` (a datetime in UTC, ...)."""
+    return cast(Field, model._meta.get_field(name)).get_db_prep_save(value, connection)
+
+
 def cache_related(instance: Model, name: str, related: Model | None) -> None:
     """Set ``instance.<name>`` as select_related would: no query when it is read."""
     instance._meta.get_field(name).set_cached_value(instance, related)  # type: ignore[union-attr]
