@@ -13,6 +13,7 @@ from functools import cache
 from typing import cast
 
 from django.db import connection
+from django.db.models import Model
 
 from directory.models import Account, Domain
 from outbox.models import Message
@@ -73,14 +74,23 @@ def claim_due(limit: int, now: datetime, lease_until: datetime) -> list[Message]
         rows = cursor.fetchall()
     first_account = message_columns.width + 1  # after the message and its raw_size
     first_domain = first_account + account_columns.width
+    # A batch holds a few senders' messages: each account and domain is built once and shared
+    # by its messages, as prefetch_related would (building them took a third of a claim's CPU).
+    accounts: dict[int, Model] = {}
+    domains: dict[int | None, Model | None] = {None: None}
     messages = []
     for row in rows:
         message = cast(Message, message_columns.build(row[: first_account - 1]))
         message.raw_size = row[first_account - 1]  # type: ignore[attr-defined]
-        account = account_columns.build(row[first_account:first_domain])
-        domain_row = row[first_domain:]
-        domain = domain_columns.build(domain_row) if domain_row[0] is not None else None
-        cache_related(account, "domain", domain)
+        account = accounts.get(message.account_id)
+        if account is None:
+            account = accounts[message.account_id] = account_columns.build(
+                row[first_account:first_domain]
+            )
+            domain_id = cast(Account, account).domain_id
+            if domain_id not in domains:
+                domains[domain_id] = domain_columns.build(row[first_domain:])
+            cache_related(account, "domain", domains[domain_id])
         cache_related(message, "account", account)
         messages.append(message)
     return messages

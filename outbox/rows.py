@@ -32,9 +32,14 @@ class Columns:
         ]
         self.attnames = [f.attname for f in self.fields]
         self.columns = [f.get_col(model._meta.db_table) for f in self.fields]
+        # Only the columns that have converters (JSON, encrypted secrets, ...), by position.
         self.converters = [
-            connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            for column in self.columns
+            (i, column, converters)
+            for i, column in enumerate(self.columns)
+            if (
+                converters := connection.ops.get_db_converters(column)
+                + column.get_db_converters(connection)
+            )
         ]
 
         self._sql = ", ".join(f"{alias}.{quote(f.column)}" for f in self.fields)
@@ -47,11 +52,12 @@ class Columns:
         return self._sql
 
     def build(self, values: Sequence[Any]) -> Model:
-        converted = []
-        for column, converters, value in zip(self.columns, self.converters, values, strict=True):
+        if len(values) != len(self.columns):
+            raise ValueError(f"{len(values)} values for {len(self.columns)} columns")
+        converted = list(values)
+        for i, column, converters in self.converters:
             for converter in converters:
-                value = converter(value, column, connection)
-            converted.append(value)
+                converted[i] = converter(converted[i], column, connection)
         return self.model.from_db(connection.alias, self.attnames, converted)
 
 
