@@ -6,4 +6,9 @@ class OutboxConfig(AppConfig):
     verbose_name = "Outbox"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
         from . import checks  # noqa: F401 - registers the system checks (needs the app registry)
+        from .timestamps import use_c_loader
+
+        connection_created.connect(use_c_loader, dispatch_uid="outbox.timestamps")
