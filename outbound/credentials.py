@@ -71,6 +71,11 @@ def _verify(password: str, stored: str) -> bool:
     return hmac.compare_digest(keyed_hash(password, key_id), stored)
 
 
+def slow_to_check(app_passwords: list[AppPassword]) -> bool:
+    """Whether one of these is stored under a password hasher (slow on purpose), not keyed."""
+    return any(not p.password_hash.startswith(f"{KEYED}$") for p in app_passwords)
+
+
 def needs_rehash(app_password: AppPassword) -> bool:
     """Stored under a password hasher, or under a key that is no longer the newest."""
     return not app_password.password_hash.startswith(f"{KEYED}${derived_keys(_PURPOSE)[0][0]}$")

@@ -40,6 +40,7 @@ from outbox.queue import Pending
 
 from . import credentials, metrics, submission
 from .group_commit import GroupCommit, Submission, WakeUps, in_db
+from .models import AppPassword
 from .submission import (
     Refused,
     allowed_senders,
@@ -546,12 +547,23 @@ class SubmissionHandler:
     async def _check_credentials(self, server: SubmissionSMTP, data: LoginPassword) -> AuthResult:
         ip = _peer_ip(server.session)
         login = data.login.decode("utf-8", "replace")
-        if await in_db(credentials.is_locked, ip, login):
+
+        def look_up() -> list[AppPassword] | None:
+            """The login's app passwords, or None if it is locked: one trip to the thread."""
+            if credentials.is_locked(ip, login):
+                return None
+            return credentials.candidates(login)
+
+        candidates = await in_db(look_up)
+        if candidates is None:
             return _refusal("454 4.7.0 Too many failed logins; try again later")
-        candidates = await in_db(credentials.candidates, login)
         password = data.password.decode("utf-8", "replace")
-        # Hashing takes a while on purpose; a worker thread keeps other sessions moving.
-        match = await asyncio.to_thread(credentials.matching, password, candidates)
+        if credentials.slow_to_check(candidates):
+            # A hash from an earlier version (PBKDF2) takes a while on purpose; a worker thread
+            # keeps other sessions moving.
+            match = await asyncio.to_thread(credentials.matching, password, candidates)
+        else:
+            match = credentials.matching(password, candidates)  # keyed hashes: microseconds
         if match is None:
             failures = await in_db(credentials.record_failure, ip, login)
             await asyncio.sleep(credentials.failure_delay(failures))
