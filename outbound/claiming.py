@@ -17,7 +17,7 @@ from django.db.models import Model
 
 from directory.models import Account, Domain
 from outbox.models import Message
-from outbox.rows import Columns, cache_related, column, quote, table
+from outbox.rows import Columns, cache_related, column, param, quote, table
 
 
 @cache
@@ -59,8 +59,8 @@ def claim_due(limit: int, now: datetime, lease_until: datetime) -> list[Message]
     another transaction claimed meanwhile is re-checked against the WHERE and left out.
     """
     sql, message_columns, account_columns, domain_columns = _statement()
-    lease = Message._meta.get_field("lease_until").get_db_prep_save(lease_until, connection)
-    due = Message._meta.get_field("next_attempt_at").get_db_prep_save(now, connection)
+    lease = param(Message, "lease_until", lease_until)
+    due = param(Message, "next_attempt_at", now)
     params = [
         Message.State.SENDING,
         lease,

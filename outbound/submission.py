@@ -21,13 +21,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from directory.models import Account
-from gateways.models import SendAsAlias
 from mailkit.addresses import domain_of, normalize_address
 from outbox import rows
 from outbox.models import Message
 from outbox.queue import Pending, count_queued, new_message, store, wake_up
 
 from .headers import HEADER_END, split_header, with_headers, without_headers
+from .intake import sendable_addresses
 
 
 class Refused(Exception):
@@ -44,16 +44,7 @@ class Refused(Exception):
 
 def allowed_senders(account: Account) -> set[str]:
     """Lower-cased addresses the account may use: its primary address and verified aliases."""
-    verified = rows.fetch_all(_verified_aliases_sql(), [account.pk, SendAsAlias.State.VERIFIED])
-    return {account.email.lower(), *(address.lower() for (address,) in verified)}
-
-
-# Written out, as the login's queries: a session reads these at login and every few seconds.
-@functools.cache
-def _verified_aliases_sql() -> str:
-    account, state = rows.column(SendAsAlias, "account"), rows.column(SendAsAlias, "state")
-    address = rows.column(SendAsAlias, "address")
-    return f"SELECT {address} FROM {rows.table(SendAsAlias)} WHERE {account} = %s AND {state} = %s"  # noqa: S608
+    return {address.lower() for address, _name in sendable_addresses(account)}
 
 
 def check_sender(account: Account, address: str, allowed: set[str] | None = None) -> str:
